@@ -1,0 +1,93 @@
+"""Configuration models shared by every part (pydantic v2, ``extra="forbid"``).
+
+Validators validate; they never touch the network or the disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(_Model):
+    device: str = Field(
+        "auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N", max_length=16
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16/fp16 on GPU, fp32 on CPU; bf16 on CPU only when asked"
+    )
+    torch_threads: int | None = Field(
+        None, ge=1, le=256, description="torch intra-op threads; None keeps torch's default"
+    )
+
+
+class DetectorConfig(_Model):
+    kind: Literal["mtcnn"] = "mtcnn"
+    min_face_px: int = Field(
+        20, ge=8, le=1024, description="smallest face side to find, in pixels; sizes the image pyramid"
+    )
+    stage_thresholds: tuple[float, float, float] = Field(
+        (0.6, 0.7, 0.7), description="MTCNN P/R/O-net score thresholds, each in (0, 1)"
+    )
+    pyramid_factor: float = Field(0.709, gt=0.3, lt=0.95, description="image pyramid scale step")
+    max_side_px: int | None = Field(
+        1280,
+        ge=64,
+        le=16384,
+        description="frames whose longer side exceeds this are detected on a downscaled copy "
+        "(boxes mapped back); faces smaller than min_face_px in the copy are missed. None: never",
+    )
+    min_confidence: float = Field(
+        0.90, ge=0.0, le=1.0, description="final face probability below which a face is dropped"
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_in_range(self) -> DetectorConfig:
+        if not all(0.0 < t < 1.0 for t in self.stage_thresholds):
+            raise ValueError(f"stage_thresholds must each be in (0, 1), got {self.stage_thresholds}")
+        return self
+
+
+class DlibResNetConfig(_Model):
+    kind: Literal["dlib-resnet"] = "dlib-resnet"
+    weights_path: Path | None = Field(
+        None,
+        description="dlib_face_recognition_resnet_model_v1.dat; None uses the copy in face_recognition_models",
+    )
+
+
+class FacenetConfig(_Model):
+    kind: Literal["facenet-vggface2"] = "facenet-vggface2"
+    weights_path: Path | None = Field(
+        None,
+        description="local 20180402-114759-vggface2.pt; None looks in the facestream cache "
+        "(filled by `facestream models fetch facenet-vggface2` where a network exists)",
+    )
+    weights_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="expected sha256 of the weights file; None uses the pinned release checksum",
+    )
+
+
+EmbedderConfig = Annotated[DlibResNetConfig | FacenetConfig, Field(discriminator="kind")]
+
+
+class EmbedConfig(_Model):
+    model: EmbedderConfig = Field(default_factory=DlibResNetConfig, description="embedding backend")
+    batch_size: int = Field(32, ge=1, le=1024, description="faces per forward pass")
+    channels_last: bool = Field(True, description="channels-last memory format (faster convs on CPU)")
+
+
+class AnalyzerConfig(_Model):
+    """Everything that turns an image into faces with embeddings."""
+
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)

@@ -1,0 +1,105 @@
+"""Image -> faces: detect, measure quality, align, embed. The one path every caller uses."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from facestream.config import AnalyzerConfig
+from facestream.types import FaceBatch
+from models.align import align_faces
+from models.detector import Detections, MtcnnDetector
+from models.device import Placement, choose_placement
+from models.embedders import Embedder, load_embedder
+from models.quality import brightness_sharpness, pose_from_landmarks
+
+log = logging.getLogger(__name__)
+
+
+class FaceAnalyzer:
+    """Holds the detector and (lazily) the embedder for one placement.
+
+    ``analyze(images)`` takes RGB uint8 arrays (H, W, 3) of any sizes and returns one
+    :class:`FaceBatch` per image, faces ordered by detector score.
+    """
+
+    def __init__(self, config: AnalyzerConfig | None = None) -> None:
+        self.config = config or AnalyzerConfig()
+        dev = self.config.device
+        if dev.torch_threads is not None:
+            torch.set_num_threads(dev.torch_threads)
+        self.placement: Placement = choose_placement(dev.device, dev.precision)
+        self.detector = MtcnnDetector(self.config.detector, self.placement.device)
+        self._embedder: Embedder | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.config.embed, self.placement)
+        return self._embedder
+
+    @property
+    def model_name(self) -> str:
+        return self.config.embed.model.kind
+
+    def detect(self, images: list[np.ndarray]) -> list[FaceBatch]:
+        """Detection and quality only (no embeddings)."""
+        return [self._describe(img, det) for img, det in zip(images, self.detector.detect(images), strict=True)]
+
+    def analyze(self, images: list[np.ndarray]) -> list[FaceBatch]:
+        """Detection, quality and embeddings for every face of every image."""
+        batches = self.detect(images)
+        return self.embed_batches(images, batches)
+
+    def embed_batches(self, images: list[np.ndarray], batches: list[FaceBatch]) -> list[FaceBatch]:
+        """Add embeddings to detection-only batches (the faces of all images embedded together)."""
+        emb = self.embedder
+        chips = [align_faces(img, b.landmarks, emb.chip) for img, b in zip(images, batches, strict=True)]
+        counts = [len(b) for b in batches]
+        vectors = self.embed_chips(torch.cat(chips)) if sum(counts) else np.zeros((0, emb.dim), np.float32)
+        out: list[FaceBatch] = []
+        start = 0
+        for b, n in zip(batches, counts, strict=True):
+            out.append(_with_embeddings(b, vectors[start : start + n], emb.name))
+            start += n
+        return out
+
+    def embed_chips(self, chips: torch.Tensor) -> np.ndarray:
+        """(n,3,s,s) uint8 aligned chips -> (n,d) float32 L2-normalised, in configured batch sizes."""
+        bs = self.config.embed.batch_size
+        parts = [self.embedder.embed(chips[i : i + bs]) for i in range(0, chips.shape[0], bs)]
+        return torch.cat(parts).numpy().astype(np.float32, copy=False)
+
+    @staticmethod
+    def _describe(img: np.ndarray, det: Detections) -> FaceBatch:
+        h, w = img.shape[:2]
+        if len(det) == 0:
+            return FaceBatch.empty(w, h)
+        bright, sharp = brightness_sharpness(img, det.boxes)
+        return FaceBatch(
+            image_width=w,
+            image_height=h,
+            boxes=det.boxes,
+            landmarks=det.landmarks,
+            scores=det.scores,
+            brightness=bright,
+            sharpness=sharp,
+            pose=pose_from_landmarks(det.landmarks),
+        )
+
+
+def _with_embeddings(b: FaceBatch, vectors: np.ndarray, model: str) -> FaceBatch:
+    return FaceBatch(
+        image_width=b.image_width,
+        image_height=b.image_height,
+        boxes=b.boxes,
+        landmarks=b.landmarks,
+        scores=b.scores,
+        brightness=b.brightness,
+        sharpness=b.sharpness,
+        pose=b.pose,
+        embeddings=vectors,
+        model=model,
+    )

@@ -1,0 +1,46 @@
+"""The one interface every embedding backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """Where an embedder wants the five landmarks in its square input chip.
+
+    ``template`` (5, 2) float32: x, y pixel positions in a ``size`` x ``size`` chip of
+    left eye, right eye, nose, left mouth corner, right mouth corner (MTCNN order).
+    """
+
+    size: int
+    template: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.template.shape != (5, 2):
+            raise ValueError(f"ChipSpec.template: expected shape (5, 2), got {self.template.shape}")
+
+
+class Embedder(ABC):
+    """Maps aligned face chips to L2-normalised embeddings.
+
+    Subclasses are torch modules underneath so a Serve replica can batch them on a GPU.
+    """
+
+    #: registry name, e.g. ``dlib-resnet``
+    name: str
+    #: embedding dimension
+    dim: int
+    chip: ChipSpec
+
+    @abstractmethod
+    def embed(self, chips: torch.Tensor) -> torch.Tensor:
+        """``chips`` (n, 3, size, size) uint8 RGB on any device -> (n, dim) float32, L2-normalised, on CPU."""
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...

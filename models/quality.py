@@ -1,0 +1,156 @@
+"""Per-face quality: size, brightness, sharpness and head pose, plus Rekognition's QualityFilter.
+
+Brightness is the mean luma (ITU-R BT.601) of the face box scaled to 0-100. Sharpness is
+the variance of the Laplacian of the face resized to 64x64 grey, mapped to 0-100 by
+``100 * (1 - exp(-var / 1000))`` (a crisp studio portrait reads ~60, a small or blurred
+face < 15).
+Pose is estimated from the five landmarks (no 3-D model): roll is the eye-line angle; yaw
+as atan of the nose's horizontal offset from the eye midpoint over half the inter-ocular
+distance; pitch from where the nose sits between the eye line and the mouth line. Good to
+~10 degrees near frontal, which is what filtering needs.
+
+QualityFilter cut-offs (a face must pass all of its level):
+
+========  ===========  =========  ==========  ===========  =========
+level     min side px  sharpness  brightness  abs yaw      abs pitch
+========  ===========  =========  ==========  ===========  =========
+NONE      -            -          -           -            -
+LOW       20           5          5-98        <= 75        <= 60
+AUTO      40           15         10-95       <= 60        <= 45
+MEDIUM    40           15         10-95       <= 60        <= 45
+HIGH      80           35         20-90       <= 35        <= 30
+========  ===========  =========  ==========  ===========  =========
+
+AUTO is Rekognition's "let the service choose" and is the same as MEDIUM here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64).view(1, 1, 3, 3)
+_SHARPNESS_SCALE = 1000.0
+# Where the nose sits between eye line (0) and mouth line (1) in a frontal face (MTCNN points).
+_FRONTAL_NOSE_RATIO = 0.5
+
+
+class QualityFilter(str, Enum):
+    NONE = "NONE"
+    AUTO = "AUTO"
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+@dataclass(frozen=True)
+class _Cutoffs:
+    min_side_px: float
+    min_sharpness: float
+    brightness: tuple[float, float]
+    max_abs_yaw: float
+    max_abs_pitch: float
+
+
+_CUTOFFS: dict[QualityFilter, _Cutoffs] = {
+    QualityFilter.LOW: _Cutoffs(20, 5, (5, 98), 75, 60),
+    QualityFilter.MEDIUM: _Cutoffs(40, 15, (10, 95), 60, 45),
+    QualityFilter.AUTO: _Cutoffs(40, 15, (10, 95), 60, 45),
+    QualityFilter.HIGH: _Cutoffs(80, 35, (20, 90), 35, 30),
+}
+
+
+def brightness_sharpness(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rgb`` (H,W,3) uint8, ``boxes`` (n,4) px -> brightness (n,), sharpness (n,), both 0-100."""
+    n = boxes.shape[0]
+    bright = np.zeros(n, np.float32)
+    sharp = np.zeros(n, np.float32)
+    if n == 0:
+        return bright, sharp
+    h, w = rgb.shape[:2]
+    grey = torch.from_numpy(np.ascontiguousarray(rgb)).double() @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    crops = []
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        xa, ya = max(0, int(x1)), max(0, int(y1))
+        xb, yb = min(w, max(xa + 1, int(math.ceil(x2)))), min(h, max(ya + 1, int(math.ceil(y2))))
+        patch = grey[ya:yb, xa:xb]
+        bright[i] = float(patch.mean()) / 255.0 * 100.0
+        crops.append(F.interpolate(patch[None, None], size=(64, 64), mode="bilinear", antialias=True))
+    lap = F.conv2d(torch.cat(crops), _LAPLACIAN)
+    var = lap.flatten(1).var(dim=1).numpy()
+    sharp[:] = 100.0 * (1.0 - np.exp(-var / _SHARPNESS_SCALE))
+    return bright, sharp
+
+
+def pose_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """``landmarks`` (n,5,2) px in MTCNN order -> (n,3) yaw, pitch, roll in degrees."""
+    n = landmarks.shape[0]
+    out = np.zeros((n, 3), np.float32)
+    for i in range(n):
+        le, re, nose, ml, mr = landmarks[i].astype(np.float64)
+        d = re - le
+        roll = math.degrees(math.atan2(d[1], d[0]))
+        c, s = math.cos(math.radians(-roll)), math.sin(math.radians(-roll))
+        rot = np.array([[c, -s], [s, c]])
+        le_r, re_r, nose_r, ml_r, mr_r = (rot @ p for p in (le, re, nose, ml, mr))
+        half_iod = max(abs(re_r[0] - le_r[0]) / 2.0, 1e-6)
+        eye_mid = (le_r + re_r) / 2.0
+        mouth_mid = (ml_r + mr_r) / 2.0
+        # The nose tip stands about half an inter-ocular distance in front of the eyes, so its
+        # image offset over the (foreshortened) half IOD is ~tan(yaw).
+        yaw = math.degrees(math.atan((nose_r[0] - eye_mid[0]) / half_iod))
+        span = max(mouth_mid[1] - eye_mid[1], 1e-6)
+        ratio = (nose_r[1] - eye_mid[1]) / span
+        pitch = math.degrees(math.asin(float(np.clip((ratio - _FRONTAL_NOSE_RATIO) * 2.0, -1, 1))))
+        out[i] = (yaw, pitch, roll)
+    return out
+
+
+def failure_reasons(
+    level: QualityFilter,
+    sizes_px: np.ndarray,
+    brightness: np.ndarray,
+    sharpness: np.ndarray,
+    pose: np.ndarray,
+) -> list[list[str]]:
+    """Per face, Rekognition's ``UnindexedFaces`` reasons for failing ``level`` (empty = passes)."""
+    out: list[list[str]] = [[] for _ in range(sizes_px.shape[0])]
+    if level is QualityFilter.NONE:
+        return out
+    c = _CUTOFFS[level]
+    for i, r in enumerate(out):
+        if sizes_px[i] < c.min_side_px:
+            r.append("SMALL_BOUNDING_BOX")
+        if sharpness[i] < c.min_sharpness:
+            r.append("LOW_SHARPNESS")
+        if not c.brightness[0] <= brightness[i] <= c.brightness[1]:
+            r.append("LOW_BRIGHTNESS")
+        if abs(pose[i, 0]) > c.max_abs_yaw or abs(pose[i, 1]) > c.max_abs_pitch:
+            r.append("EXTREME_POSE")
+    return out
+
+
+def passes(
+    level: QualityFilter,
+    sizes_px: np.ndarray,
+    brightness: np.ndarray,
+    sharpness: np.ndarray,
+    pose: np.ndarray,
+) -> np.ndarray:
+    """(n,) bool: which faces pass ``level`` (see the module table)."""
+    if level is QualityFilter.NONE:
+        return np.ones(sizes_px.shape[0], bool)
+    c = _CUTOFFS[level]
+    return (
+        (sizes_px >= c.min_side_px)
+        & (sharpness >= c.min_sharpness)
+        & (brightness >= c.brightness[0])
+        & (brightness <= c.brightness[1])
+        & (np.abs(pose[:, 0]) <= c.max_abs_yaw)
+        & (np.abs(pose[:, 1]) <= c.max_abs_pitch)
+    )
