@@ -147,7 +147,9 @@ class AuditLog:
                 if entry.get("seq") != n:
                     return VerifyResult(False, count, n, f"entry at line {n + 1} has seq {entry.get('seq')}")
                 if entry.get("prev_hash") != prev:
-                    return VerifyResult(False, count, n, f"entry {n}: prev_hash does not link to entry {n - 1}")
+                    return VerifyResult(
+                        False, count, n, f"entry {n}: prev_hash does not link to entry {n - 1}"
+                    )
                 if entry.get("hash") != _entry_hash(entry):
                     return VerifyResult(False, count, n, f"entry {n}: content does not match its hash")
                 prev = entry["hash"]

@@ -151,7 +151,11 @@ def cmd_collections(ctx: Context) -> None:
         info = st.create_collection(a.name, model=model, dim=MODEL_DIMS[model])
         ctx.audit.append(actor=Actor.local_cli(), operation="CreateCollection", inputs={"collection": a.name})
         ctx.emit(
-            {"CollectionArn": f"facestream:collection/{a.name}", "FaceModelVersion": info.model, "StatusCode": 200},
+            {
+                "CollectionArn": f"facestream:collection/{a.name}",
+                "FaceModelVersion": info.model,
+                "StatusCode": 200,
+            },
             f"created {a.name} ({info.model})",
         )
     elif a.action == "list":
@@ -184,8 +188,12 @@ def cmd_index(ctx: Context) -> None:
     def one(path: str, img: LoadedImage) -> None:
         ext = a.external_id if a.external_id is not None else _external_id_from(path)
         out = ctx.ops.index_faces(
-            a.collection, img, actor=Actor.local_cli(), external_image_id=ext,
-            max_faces=a.max_faces, quality_filter=QualityFilter(a.quality_filter),
+            a.collection,
+            img,
+            actor=Actor.local_cli(),
+            external_image_id=ext,
+            max_faces=a.max_faces,
+            quality_filter=QualityFilter(a.quality_filter),
         )
         ctx.emit({"image": path, **out}, f"{path}: indexed {len(out['FaceRecords'])} face(s) as {ext}")
 
@@ -213,8 +221,10 @@ def cmd_faces(ctx: Context) -> None:
     elif a.action == "delete":
         deleted = ctx.store.delete_faces(a.collection, a.face_ids)
         ctx.audit.append(
-            actor=Actor.local_cli(), operation="DeleteFaces",
-            inputs={"collection": a.collection, "face_ids": a.face_ids}, results={"deleted": deleted},
+            actor=Actor.local_cli(),
+            operation="DeleteFaces",
+            inputs={"collection": a.collection, "face_ids": a.face_ids},
+            results={"deleted": deleted},
         )
         ctx.emit({"DeletedFaces": deleted}, f"deleted {len(deleted)} face(s)")
 
@@ -228,11 +238,16 @@ def cmd_search(ctx: Context) -> None:
 
     def one(path: str, img: LoadedImage) -> None:
         out = ctx.ops.search_faces_by_image(
-            a.collection, img, actor=Actor.local_cli(), purpose=a.purpose,
-            threshold=a.threshold, max_faces=a.max_faces,
+            a.collection,
+            img,
+            actor=Actor.local_cli(),
+            purpose=a.purpose,
+            threshold=a.threshold,
+            max_faces=a.max_faces,
         )
         human = "\n".join(
-            f"{m['Similarity']:.2f} {m['Face']['ExternalImageId']} {m['Face']['FaceId']}" for m in out["FaceMatches"]
+            f"{m['Similarity']:.2f} {m['Face']['ExternalImageId']} {m['Face']['FaceId']}"
+            for m in out["FaceMatches"]
         )
         ctx.emit({"image": path, "collection": a.collection, **out}, human or f"{path}: no match")
 
@@ -327,7 +342,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole path on the embedded defaults, no outside input")
     p.add_argument("--purpose", required=True, help="why this demo search is made; audited")
     p.add_argument("--gallery", help="a folder of reference photos (default: scikit-image's astronaut)")
-    p.add_argument("--source", help="a video file or stream URL (default: a clip made from the gallery)")
     _common(p)
     p.set_defaults(fn=cmd_demo)
     return parser
@@ -337,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     with ExitStack() as stack:
         try:
             ctx = Context(args, stack)

@@ -58,7 +58,7 @@ class DlibResNetConfig(_Model):
     kind: Literal["dlib-resnet"] = "dlib-resnet"
     weights_path: Path | None = Field(
         None,
-        description="dlib_face_recognition_resnet_model_v1.dat; None uses the copy in face_recognition_models",
+        description="dlib_face_recognition_resnet_model_v1.dat; None: the face_recognition_models copy",
     )
 
 

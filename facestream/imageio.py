@@ -81,16 +81,13 @@ def decode_image(
                 )
             fmt = str(img.format)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img, name)
+            rgb = _to_rgb(ImageOps.exif_transpose(img), name)
     except (ImageTooLarge, InvalidImage):
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageTooLarge(f"{name}: refused as a decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise InvalidImage(
-            f"{name}: not a recognised image; expected one of {', '.join(_FORMATS)}"
-        ) from None
+        raise InvalidImage(f"{name}: not a recognised image; expected one of {', '.join(_FORMATS)}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         # PIL reports truncated/corrupt data as OSError ("image file is truncated", ...).
         raise InvalidImage(f"{name}: corrupt or truncated image data ({exc})") from None

@@ -42,9 +42,7 @@ class Analyzer(Protocol):
 def check_purpose(purpose: str | None) -> str:
     """Every search/identification says why it is made; the reason goes to the audit log."""
     if purpose is None or not purpose.strip():
-        raise PurposeRequired(
-            "a purpose (case id or reason) is required for every search and identification"
-        )
+        raise PurposeRequired("a purpose (case id or reason) is required for every search and identification")
     if len(purpose) > MAX_PURPOSE_CHARS:
         raise InvalidParameter(f"purpose is {len(purpose)} characters; at most {MAX_PURPOSE_CHARS}")
     if any(ord(c) < 32 for c in purpose):
@@ -128,8 +126,12 @@ class FaceOperations:
             )
         batch = self.analyzer.analyze([image.rgb])[0].largest_first()
         assert batch.embeddings is not None
-        reasons = failure_reasons(quality_filter, batch.sizes_px, batch.brightness, batch.sharpness, batch.pose)
-        records, indexed, unindexed = [], [], []
+        reasons = failure_reasons(
+            quality_filter, batch.sizes_px, batch.brightness, batch.sharpness, batch.pose
+        )
+        records: list[FaceRecord] = []
+        indexed: list[dict[str, Any]] = []
+        unindexed: list[dict[str, Any]] = []
         now_ms = int(time.time() * 1000)
         for i in range(len(batch)):
             detail = face_detail(batch, i)
@@ -157,7 +159,11 @@ class FaceOperations:
         self.audit.append(
             actor=actor,
             operation="IndexFaces",
-            inputs={"collection": collection, "image_sha256": image.sha256, "external_image_id": external_image_id},
+            inputs={
+                "collection": collection,
+                "image_sha256": image.sha256,
+                "external_image_id": external_image_id,
+            },
             results={"face_ids": [r.face_id for r in records], "unindexed": len(unindexed)},
         )
         return {"FaceRecords": indexed, "UnindexedFaces": unindexed, "FaceModelVersion": model}

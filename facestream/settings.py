@@ -33,7 +33,9 @@ from facestream.errors import InvalidParameter
 
 class Settings(_Model):
     home: Path = Field(description="directory for the embedded store, the audit log and spools")
-    store_uri: str = Field(min_length=1, max_length=4096, description="Milvus Lite path (*.db) or http(s)://host:port")
+    store_uri: str = Field(
+        min_length=1, max_length=4096, description="Milvus Lite path (*.db) or http(s)://host:port"
+    )
     audit_path: Path = Field(description="append-only audit log (JSON lines)")
     analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
 

@@ -46,7 +46,9 @@ class FaceAnalyzer:
 
     def detect(self, images: list[np.ndarray]) -> list[FaceBatch]:
         """Detection and quality only (no embeddings)."""
-        return [self._describe(img, det) for img, det in zip(images, self.detector.detect(images), strict=True)]
+        return [
+            self._describe(img, det) for img, det in zip(images, self.detector.detect(images), strict=True)
+        ]
 
     def analyze(self, images: list[np.ndarray]) -> list[FaceBatch]:
         """Detection, quality and embeddings for every face of every image."""

@@ -83,8 +83,14 @@ class MtcnnDetector:
                 batch = small.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
             with torch.inference_mode():
                 boxes_b, points_b = detect_face(
-                    batch, cfg.min_face_px, m.pnet, m.rnet, m.onet,
-                    list(cfg.stage_thresholds), cfg.pyramid_factor, self.device,
+                    batch,
+                    cfg.min_face_px,
+                    m.pnet,
+                    m.rnet,
+                    m.onet,
+                    list(cfg.stage_thresholds),
+                    cfg.pyramid_factor,
+                    self.device,
                 )
             for j, i in enumerate(idx):
                 out[i] = self._postprocess(boxes_b[j], points_b[j], frames[i].shape, 1.0 / scale)

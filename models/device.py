@@ -57,16 +57,16 @@ def choose_placement(
         try:
             dev = torch.device(device)
         except RuntimeError:
-            raise InvalidParameter(f"device {device!r} is not a torch device; use auto, cpu or cuda[:N]") from None
+            raise InvalidParameter(
+                f"device {device!r} is not a torch device; use auto, cpu or cuda[:N]"
+            ) from None
         if dev.type not in ("cpu", "cuda"):
             raise InvalidParameter(f"device {device!r}: only cpu and cuda are supported")
         if dev.type == "cuda" and not has_cuda:
             raise InvalidParameter(f"device {device!r} was asked for but no CUDA GPU is available")
     if precision == "auto":
         if dev.type == "cuda":
-            bf16 = (
-                torch.cuda.is_bf16_supported() if cuda_bf16_supported is None else cuda_bf16_supported
-            )
+            bf16 = torch.cuda.is_bf16_supported() if cuda_bf16_supported is None else cuda_bf16_supported
             dtype: torch.dtype | None = torch.bfloat16 if bf16 else torch.float16
         else:
             dtype = None

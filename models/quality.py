@@ -28,19 +28,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64).view(1, 1, 3, 3)
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64).view(
+    1, 1, 3, 3
+)
 _SHARPNESS_SCALE = 1000.0
 # Where the nose sits between eye line (0) and mouth line (1) in a frontal face (MTCNN points).
 _FRONTAL_NOSE_RATIO = 0.5
 
 
-class QualityFilter(str, Enum):
+class QualityFilter(StrEnum):
     NONE = "NONE"
     AUTO = "AUTO"
     LOW = "LOW"
@@ -73,11 +75,13 @@ def brightness_sharpness(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray
     if n == 0:
         return bright, sharp
     h, w = rgb.shape[:2]
-    grey = torch.from_numpy(np.ascontiguousarray(rgb)).double() @ torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64)
+    grey = torch.from_numpy(np.ascontiguousarray(rgb)).double() @ torch.tensor(
+        [0.299, 0.587, 0.114], dtype=torch.float64
+    )
     crops = []
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         xa, ya = max(0, int(x1)), max(0, int(y1))
-        xb, yb = min(w, max(xa + 1, int(math.ceil(x2)))), min(h, max(ya + 1, int(math.ceil(y2))))
+        xb, yb = min(w, max(xa + 1, math.ceil(x2))), min(h, max(ya + 1, math.ceil(y2)))
         patch = grey[ya:yb, xa:xb]
         bright[i] = float(patch.mean()) / 255.0 * 100.0
         crops.append(F.interpolate(patch[None, None], size=(64, 64), mode="bilinear", antialias=True))

@@ -129,8 +129,9 @@ class FacenetEmbedder(Embedder):
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         dtype = self._placement.autocast_dtype
-        with torch.inference_mode(), torch.autocast(
-            self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
             out = self._net(x)
         return torch.nn.functional.normalize(out.float(), dim=1).cpu()

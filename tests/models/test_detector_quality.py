@@ -89,9 +89,15 @@ def test_quality_and_pose_are_plausible(detector: MtcnnDetector) -> None:
     assert sharp[0] > 40
     assert np.all(np.abs(pose[0]) < 25)  # a frontal portrait
     # Blurring the face lowers its sharpness score a lot.
-    blurred = torch.nn.functional.avg_pool2d(
-        torch.from_numpy(img).permute(2, 0, 1).float()[None], 9, stride=1, padding=4
-    )[0].permute(1, 2, 0).round().to(torch.uint8).numpy()
+    blurred = (
+        torch.nn.functional.avg_pool2d(
+            torch.from_numpy(img).permute(2, 0, 1).float()[None], 9, stride=1, padding=4
+        )[0]
+        .permute(1, 2, 0)
+        .round()
+        .to(torch.uint8)
+        .numpy()
+    )
     _, sharp_blur = brightness_sharpness(blurred, det.boxes)
     assert sharp_blur[0] < sharp[0] * 0.7
 
@@ -162,7 +168,9 @@ def test_alignment_puts_landmarks_on_the_template(spread: float) -> None:
 
 
 def test_alignment_of_real_faces_is_upright() -> None:
-    det = MtcnnDetector().detect([img := load_image_file(face("face_recognition/examples/two_people.jpg")).rgb])[0]
+    det = MtcnnDetector().detect(
+        [img := load_image_file(face("face_recognition/examples/two_people.jpg")).rgb]
+    )[0]
     template = np.array([[38, 52], [74, 52], [56, 72], [42, 92], [70, 92]], np.float32)
     chips = align_faces(img, det.landmarks, ChipSpec(size=112, template=template))
     redet = MtcnnDetector(DetectorConfig(min_confidence=0.5)).detect(

@@ -34,7 +34,10 @@ GOOD = [
     ("grey", lambda: _encode(_gradient().convert("L"), "PNG")),
     ("rgba", lambda: _encode(_gradient().convert("RGBA"), "PNG")),
     ("cmyk", lambda: _encode(_gradient().convert("CMYK"), "JPEG")),
-    ("16bit", lambda: _encode(Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)), "PNG")),
+    (
+        "16bit",
+        lambda: _encode(Image.fromarray((np.arange(64 * 48).reshape(48, 64) * 20).astype(np.uint16)), "PNG"),
+    ),
 ]
 
 
@@ -82,10 +85,20 @@ BAD: list[tuple[str, object, type[Exception], str]] = [
     ("truncated-jpeg", _truncated_jpeg, InvalidImage, "truncated"),
     ("corrupt-png", lambda: _encode(_gradient(), "PNG")[:60] + b"\x00" * 200, InvalidImage, "corrupt"),
     ("bomb", _bomb_png, ImageTooLarge, "decompression bomb"),
-    ("over-pixel-limit", lambda: _encode(Image.new("1", (8000, 6500)), "PNG"), ImageTooLarge, "over the limit"),
+    (
+        "over-pixel-limit",
+        lambda: _encode(Image.new("1", (8000, 6500)), "PNG"),
+        ImageTooLarge,
+        "over the limit",
+    ),
     ("tiny", lambda: _encode(Image.new("RGB", (1, 1)), "PNG"), InvalidImage, "too small"),
     ("too-many-bytes", lambda: b"\xff\xd8" + b"\x00" * (5 * 1024 * 1024 + 1), ImageTooLarge, "bytes is over"),
-    ("svg", lambda: b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", InvalidImage, "not a recognised image"),
+    (
+        "svg",
+        lambda: b"<svg xmlns='http://www.w3.org/2000/svg'></svg>",
+        InvalidImage,
+        "not a recognised image",
+    ),
 ]
 
 

@@ -1,0 +1,162 @@
+"""Verification accuracy on the unflagged pairs of PAIRS.tsv: facestream vs face_recognition (dlib).
+
+Both pipelines see the same images; each takes the largest face it finds. A pair where
+either face is missing scores -inf (judged "different"), so detection misses cost accuracy.
+Also prints the similarity anchors (facestream/similarity.py) measured on these pairs, and
+the accuracy of the embedder under bf16 autocast.
+
+    python -m bench.accuracy [--quick]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from bench.common import faces_dir, parser, print_table, setup_logging, write_result
+from facestream.config import AnalyzerConfig, DeviceConfig
+from facestream.evaluation import (
+    eer_threshold,
+    kfold_accuracy,
+    rates_at,
+    read_pairs,
+    roc_auc,
+    tar_at_far,
+    threshold_at_fmr,
+)
+from facestream.imageio import load_image_file
+from facestream.similarity import cosine_to_similarity
+
+log = logging.getLogger("bench.accuracy")
+
+
+def facestream_embeddings(paths: list[str], precision: str) -> tuple[dict[str, np.ndarray | None], float]:
+    from models.analyzer import FaceAnalyzer
+
+    analyzer = FaceAnalyzer(AnalyzerConfig(device=DeviceConfig(device="cpu", precision=precision)))  # type: ignore[arg-type]
+    out: dict[str, np.ndarray | None] = {}
+    t0 = time.perf_counter()
+    for p in paths:
+        batch = analyzer.analyze([load_image_file(faces_dir() / p).rgb])[0].largest_first()
+        out[p] = None if len(batch) == 0 or batch.embeddings is None else batch.embeddings[0]
+    return out, time.perf_counter() - t0
+
+
+def peer_embeddings(paths: list[str]) -> tuple[dict[str, np.ndarray | None], float]:
+    import face_recognition
+
+    out: dict[str, np.ndarray | None] = {}
+    t0 = time.perf_counter()
+    for p in paths:
+        img = load_image_file(faces_dir() / p).rgb  # same decoding (EXIF, modes) for both
+        locs = face_recognition.face_locations(img)
+        if not locs:
+            out[p] = None
+            continue
+        largest = max(locs, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+        out[p] = face_recognition.face_encodings(img, [largest])[0]
+    return out, time.perf_counter() - t0
+
+
+def pair_scores(emb: dict[str, np.ndarray | None], pairs: list, *, distance: bool) -> np.ndarray:
+    s = np.full(len(pairs), -np.inf)
+    for i, pr in enumerate(pairs):
+        a, b = emb[pr.img1], emb[pr.img2]
+        if a is None or b is None:
+            continue
+        # face_recognition compares by Euclidean distance: negate so larger = more similar.
+        s[i] = -float(np.linalg.norm(a - b)) if distance else float(a @ b)
+    return s
+
+
+def metrics(scores: np.ndarray, same: np.ndarray) -> dict[str, float]:
+    acc, std = kfold_accuracy(scores, same)
+    return {
+        "accuracy_10fold": acc,
+        "accuracy_std": std,
+        "roc_auc": roc_auc(scores, same),
+        "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3),
+        "missing_pairs": int(np.sum(~np.isfinite(scores))),
+    }
+
+
+def main() -> None:
+    setup_logging()
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    pairs = read_pairs(faces_dir() / "PAIRS.tsv")
+    if args.quick:
+        pairs = pairs[::4]
+    same = np.array([p.same for p in pairs])
+    paths = sorted({p.img1 for p in pairs} | {p.img2 for p in pairs})
+    log.info(
+        "%d pairs (%d genuine, %d impostor) over %d images", len(pairs), same.sum(), (~same).sum(), len(paths)
+    )
+
+    ours, t_ours = facestream_embeddings(paths, "fp32")
+    peer, t_peer = peer_embeddings(paths)
+    s_ours = pair_scores(ours, pairs, distance=False)
+    s_peer = pair_scores(peer, pairs, distance=True)
+    m_ours, m_peer = metrics(s_ours, same), metrics(s_peer, same)
+    rows = [
+        ["facestream dlib-resnet fp32", *[m_ours[k] for k in m_ours], t_ours / len(paths)],
+        ["face_recognition (dlib)", *[m_peer[k] for k in m_peer], t_peer / len(paths)],
+    ]
+    details: dict[str, object] = {
+        "pairs": len(pairs),
+        "genuine": int(same.sum()),
+        "images": len(paths),
+        "facestream_fp32": m_ours,
+        "face_recognition": m_peer,
+    }
+    if not args.quick:
+        ours_bf16, t_bf16 = facestream_embeddings(paths, "bf16")
+        m_bf16 = metrics(pair_scores(ours_bf16, pairs, distance=False), same)
+        rows.append(["facestream dlib-resnet bf16", *[m_bf16[k] for k in m_bf16], t_bf16 / len(paths)])
+        details["facestream_bf16"] = m_bf16
+
+    # Similarity anchors on these pairs (cosine), and what 80 / 99 mean here.
+    c80 = eer_threshold(s_ours, same)
+    c99 = threshold_at_fmr(s_ours, same, 0.0)
+    imp = s_ours[~same & np.isfinite(s_ours)]
+    c50 = (float(np.median(imp)) + c80) / 2
+    sims = cosine_to_similarity("dlib-resnet", np.where(np.isfinite(s_ours), s_ours, -1.0))
+    at80 = rates_at(sims, same, 80.0)
+    at99 = rates_at(sims, same, 99.0)
+    details["measured_anchors"] = {"c50": c50, "c80": c80, "c99": c99}
+    details["rates_at_similarity"] = {
+        "80": {"fmr": at80[0], "fnmr": at80[1]},
+        "99": {"fmr": at99[0], "fnmr": at99[1]},
+    }
+
+    print_table(
+        "Verification on unflagged PAIRS.tsv",
+        ["pipeline", "acc(10-fold)", "std", "ROC AUC", "TAR@FAR=1e-3", "pairs w/o face", "s/image"],
+        rows,
+    )
+    print_table(
+        "Similarity scale on these pairs (dlib-resnet)",
+        ["threshold", "false-match rate", "false-non-match rate"],
+        [["Similarity 80", at80[0], at80[1]], ["Similarity 99", at99[0], at99[1]]],
+    )
+    log.info("measured anchors: c50=%.4f c80=%.4f c99=%.4f", c50, c80, c99)
+    ratios = {
+        "accuracy_vs_face_recognition": m_ours["accuracy_10fold"] / m_peer["accuracy_10fold"],
+        "auc_vs_face_recognition": m_ours["roc_auc"] / m_peer["roc_auc"],
+        "tar_at_far_1e-3_vs_face_recognition": m_ours["tar_at_far_1e-3"]
+        / max(m_peer["tar_at_far_1e-3"], 1e-9),
+        "speed_vs_face_recognition": t_peer / t_ours,
+    }
+    out = write_result(
+        "accuracy",
+        ratios=ratios,
+        targets={"accuracy_vs_face_recognition": ">= 1.0"},
+        details=details,
+        quick=args.quick,
+    )
+    log.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()
