@@ -344,7 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery", help="a folder of reference photos (default: scikit-image's astronaut)")
     _common(p)
     p.set_defaults(fn=cmd_demo)
+
+    # Commands of the other layers register themselves here; their modules stay light at
+    # import time (Ray, Serve and torch load only when a command runs).
+    import importlib
+
+    for module in _EXTENSIONS:
+        importlib.import_module(module).register(sub, _common)
     return parser
+
+
+#: modules with a ``register(subparsers, add_common_flags)`` function adding their commands.
+_EXTENSIONS: tuple[str, ...] = ("facestream.cli_audit",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

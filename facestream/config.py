@@ -91,3 +91,29 @@ class AnalyzerConfig(_Model):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
+
+
+class EmbeddingServiceConfig(_Model):
+    """The Ray Serve deployment that detects and embeds frames from every stream and request."""
+
+    analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
+    max_batch_size: int = Field(8, ge=1, le=256, description="frames per batched call")
+    batch_wait_timeout_s: float = Field(
+        0.02, ge=0.0, le=5.0, description="how long a batch waits to fill before it runs"
+    )
+    num_gpus: float = Field(
+        0.0, ge=0.0, le=8.0, description="GPUs per replica; fractional shares a GPU between replicas"
+    )
+    num_cpus: float = Field(1.0, gt=0.0, le=64.0, description="CPUs per replica")
+    min_replicas: int = Field(1, ge=0, le=1000, description="autoscaling lower bound")
+    max_replicas: int = Field(1, ge=1, le=1000, description="autoscaling upper bound")
+    target_ongoing_requests: float = Field(
+        4.0, gt=0.0, le=1000.0, description="autoscaling target of in-flight requests per replica"
+    )
+    max_ongoing_requests: int = Field(32, ge=1, le=10_000, description="back-pressure per replica")
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> EmbeddingServiceConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        return self

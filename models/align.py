@@ -13,25 +13,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.device import image_tensor
 from models.embedders.base import ChipSpec
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama) mapping ``src`` (k,2) onto ``dst`` (k,2).
+def similarity_transform(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted least-squares similarity (Umeyama) mapping ``src`` (k,2) onto ``dst`` (k,2).
 
     Returns a (2,3) float64 matrix M with ``dst ≈ src @ M[:, :2].T + M[:, 2]``.
     """
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
     s0, d0 = src - mu_s, dst - mu_d
-    cov = d0.T @ s0 / len(src)
+    cov = (d0 * w[:, None]).T @ s0
     u, sig, vt = np.linalg.svd(cov)
     sign = np.eye(2)
     if np.linalg.det(u) * np.linalg.det(vt) < 0:
         sign[1, 1] = -1
     rot = u @ sign @ vt
-    var_s = (s0**2).sum() / len(src)
+    var_s = float(w @ (s0**2).sum(axis=1))
     scale = float((sig * np.diag(sign)).sum() / var_s) if var_s > 0 else 1.0
     t = mu_d - scale * rot @ mu_s
     return np.hstack([scale * rot, t[:, None]])
@@ -43,7 +46,7 @@ def align_faces(rgb: np.ndarray | torch.Tensor, landmarks: np.ndarray, chip: Chi
     ``rgb`` (H,W,3) uint8 (numpy or a tensor on the target device); ``landmarks`` (n,5,2) px.
     Returns (n,3,size,size) uint8 on the image's device.
     """
-    img = torch.from_numpy(rgb) if isinstance(rgb, np.ndarray) else rgb
+    img = image_tensor(rgb) if isinstance(rgb, np.ndarray) else rgb
     n = landmarks.shape[0]
     size = chip.size
     if n == 0:
@@ -52,7 +55,7 @@ def align_faces(rgb: np.ndarray | torch.Tensor, landmarks: np.ndarray, chip: Chi
     h, w = img.shape[0], img.shape[1]
     chips = []
     for i in range(n):
-        m = similarity_transform(landmarks[i], chip.template)
+        m = similarity_transform(landmarks[i], chip.template, chip.weights)
         scale = math.hypot(m[0, 0], m[1, 0])  # chip px per image px
         inv = _invert(m)
         # The image-space region the chip samples from, with a small margin for bilinear taps.

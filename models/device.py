@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from facestream.errors import InvalidParameter
@@ -83,3 +84,12 @@ def choose_placement(
     placement = Placement(device=dev, autocast_dtype=dtype)
     log.info("inference placement: device=%s precision=%s", dev, placement.precision)
     return placement
+
+
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 array -> tensor sharing its memory when it can.
+
+    Frames that crossed a Ray boundary are read-only views of the object store; torch does not
+    support those, so they are copied once here instead of warning on every use.
+    """
+    return torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy())

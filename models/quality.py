@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.device import image_tensor
+
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64).view(
     1, 1, 3, 3
 )
@@ -75,7 +77,7 @@ def brightness_sharpness(rgb: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray
     if n == 0:
         return bright, sharp
     h, w = rgb.shape[:2]
-    grey = torch.from_numpy(np.ascontiguousarray(rgb)).double() @ torch.tensor(
+    grey = image_tensor(np.ascontiguousarray(rgb)).double() @ torch.tensor(
         [0.299, 0.587, 0.114], dtype=torch.float64
     )
     crops = []

@@ -19,10 +19,14 @@ class ChipSpec:
 
     size: int
     template: np.ndarray
+    #: (5,) relative weight of each landmark in the fit; None weighs all equally.
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.template.shape != (5, 2):
             raise ValueError(f"ChipSpec.template: expected shape (5, 2), got {self.template.shape}")
+        if self.weights is not None and (self.weights.shape != (5,) or (self.weights < 0).any()):
+            raise ValueError(f"ChipSpec.weights: expected 5 non-negative values, got {self.weights}")
 
 
 class Embedder(ABC):

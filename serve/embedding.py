@@ -1,0 +1,104 @@
+"""The batched face deployment: detection + quality + alignment + embedding on Ray Serve.
+
+Every caller — stream actors and the HTTP API alike — sends single frames through a
+DeploymentHandle; ``@serve.batch`` gathers frames from all of them into one call, which
+groups equal-sized frames for MTCNN and embeds all their faces in one forward pass. The
+model runs in a worker thread so the replica's event loop keeps collecting the next batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from typing import Any, cast
+
+import numpy as np
+from ray import serve
+
+from facestream.config import EmbeddingServiceConfig
+from facestream.types import FaceBatch
+
+log = logging.getLogger(__name__)
+
+
+class FaceAnalysisService:
+    """Serve replica body (wrapped by :func:`deployment`). Methods take one frame each."""
+
+    def __init__(self, config: dict[str, Any] | EmbeddingServiceConfig | None = None) -> None:
+        from models.analyzer import FaceAnalyzer
+
+        self.config = (
+            config
+            if isinstance(config, EmbeddingServiceConfig)
+            else EmbeddingServiceConfig.model_validate(config or {})
+        )
+        self.analyzer = FaceAnalyzer(self.config.analyzer)
+        _ = self.analyzer.embedder  # load weights now, not on the first request
+        for method in (self.analyze_batch, self.detect_batch):
+            batched = cast(Any, method)  # serve.batch adds the setters at run time
+            batched.set_max_batch_size(self.config.max_batch_size)
+            batched.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
+        self._batch_sizes: Counter[int] = Counter()
+        self._frames = 0
+        self._busy_s = 0.0
+        log.info("face analysis replica ready (pid %s, model %s)", os.getpid(), self.analyzer.model_name)
+
+    async def analyze(self, frame: np.ndarray) -> FaceBatch:
+        """One RGB uint8 frame (H, W, 3) -> its faces with embeddings."""
+        result: FaceBatch = await self.analyze_batch(frame)
+        return result
+
+    async def detect(self, frame: np.ndarray) -> FaceBatch:
+        """One RGB uint8 frame (H, W, 3) -> its faces, no embeddings."""
+        result: FaceBatch = await self.detect_batch(frame)
+        return result
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def analyze_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:
+        return await self._run(self.analyzer.analyze, frames)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
+    async def detect_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:
+        return await self._run(self.analyzer.detect, frames)
+
+    async def _run(self, fn: Any, frames: list[np.ndarray]) -> list[FaceBatch]:
+        t0 = time.perf_counter()
+        out: list[FaceBatch] = await asyncio.to_thread(fn, frames)
+        self._busy_s += time.perf_counter() - t0
+        self._batch_sizes[len(frames)] += 1
+        self._frames += len(frames)
+        return out
+
+    def model_name(self) -> str:
+        return self.analyzer.model_name
+
+    def stats(self) -> dict[str, Any]:
+        """Batch-size histogram and busy time of this replica (for tests and benchmarks)."""
+        return {
+            "pid": os.getpid(),
+            "frames": self._frames,
+            "busy_s": self._busy_s,
+            "batch_sizes": dict(self._batch_sizes),
+        }
+
+
+def deployment(config: EmbeddingServiceConfig, name: str = "FaceAnalysis") -> Any:
+    """The configured Serve deployment (replicas, autoscaling, GPUs per replica)."""
+    autoscaling: dict[str, Any] | None = None
+    if config.max_replicas > config.min_replicas:
+        autoscaling = {
+            "min_replicas": config.min_replicas,
+            "max_replicas": config.max_replicas,
+            "target_ongoing_requests": config.target_ongoing_requests,
+        }
+    return serve.deployment(
+        FaceAnalysisService,
+        name=name,
+        num_replicas=None if autoscaling else config.min_replicas,
+        autoscaling_config=autoscaling,
+        max_ongoing_requests=config.max_ongoing_requests,
+        ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+    )

@@ -1,0 +1,45 @@
+"""Shared fixtures: a real Milvus standalone server for server-mode tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from facestream.store.embedded_server import EmbeddedMilvusServer
+
+# Local Ray + Serve fixtures (ray_local, serve_http_port).
+pytest_plugins = ["tests.ray_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMilvusServer]:
+    """An embedded Milvus 2.3.5 started for this test session (only when a test asks).
+
+    Its data lives in a session tmp dir; the process is stopped by its PID at session end.
+    """
+    server = EmbeddedMilvusServer(tmp_path_factory.mktemp("milvus-server"), start_timeout_s=180)
+    server.start()
+    pid = server.pid
+    try:
+        yield server
+    finally:
+        server.stop()
+        if pid is not None:
+            # Reaped by stop(); a leftover would mean something else reused our server.
+            assert not os.path.exists(f"/proc/{pid}") or _is_zombie_or_other(pid)
+
+
+@pytest.fixture(scope="session")
+def milvus_server_uri(milvus_server: EmbeddedMilvusServer) -> str:
+    """``http://127.0.0.1:PORT`` of :func:`milvus_server`."""
+    return milvus_server.uri
+
+
+def _is_zombie_or_other(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"milvus" not in f.read()
+    except OSError:
+        return True
