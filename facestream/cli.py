@@ -355,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: modules with a ``register(subparsers, add_common_flags)`` function adding their commands.
-_EXTENSIONS: tuple[str, ...] = ("facestream.cli_audit",)
+_EXTENSIONS: tuple[str, ...] = (
+    "facestream.cli_audit", "facestream.cli_accountability",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,6 +83,11 @@ class EmbedConfig(_Model):
     model: EmbedderConfig = Field(default_factory=DlibResNetConfig, description="embedding backend")
     batch_size: int = Field(32, ge=1, le=1024, description="faces per forward pass")
     channels_last: bool = Field(True, description="channels-last memory format (faster convs on CPU)")
+    flip_augment: bool = Field(
+        False,
+        description="also embed the mirrored chip and average (test-time augmentation): "
+        "2x embedding cost for a small accuracy gain (see README, Accuracy)",
+    )
 
 
 class AnalyzerConfig(_Model):

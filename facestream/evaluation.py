@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,3 +106,30 @@ def eer_threshold(scores: np.ndarray, same: np.ndarray) -> float:
         if abs(fmr - fnmr) < gap:
             best, gap = float(t), abs(fmr - fnmr)
     return best
+
+
+def embed_pair_images(pairs: list[Pair], root: Path, analyzer: Any) -> dict[str, np.ndarray | None]:
+    """Largest-face embedding of every image named in ``pairs`` (paths relative to ``root``);
+    ``None`` where no face is found or the file cannot be read."""
+    from facestream.errors import FacestreamError
+    from facestream.imageio import load_image_file
+
+    out: dict[str, np.ndarray | None] = {}
+    for rel in sorted({p.img1 for p in pairs} | {p.img2 for p in pairs}):
+        try:
+            batch = analyzer.analyze([load_image_file(root / rel).rgb])[0].largest_first()
+        except FacestreamError:
+            out[rel] = None
+            continue
+        out[rel] = batch.embeddings[0] if len(batch) and batch.embeddings is not None else None
+    return out
+
+
+def pair_cosines(emb: dict[str, np.ndarray | None], pairs: list[Pair]) -> np.ndarray:
+    """(n,) cosine of each pair's embeddings; -inf where either face is missing."""
+    s = np.full(len(pairs), -np.inf)
+    for i, p in enumerate(pairs):
+        a, b = emb.get(p.img1), emb.get(p.img2)
+        if a is not None and b is not None:
+            s[i] = float(a @ b)
+    return s

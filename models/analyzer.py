@@ -13,6 +13,7 @@ from models.align import align_faces
 from models.detector import Detections, MtcnnDetector
 from models.device import Placement, choose_placement
 from models.embedders import Embedder, load_embedder
+from models.landmarks import ShapePredictor5
 from models.quality import brightness_sharpness, pose_from_landmarks
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class FaceAnalyzer:
         self.placement: Placement = choose_placement(dev.device, dev.precision)
         self.detector = MtcnnDetector(self.config.detector, self.placement.device)
         self._embedder: Embedder | None = None
+        self._shape_predictor: ShapePredictor5 | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -55,10 +57,21 @@ class FaceAnalyzer:
         batches = self.detect(images)
         return self.embed_batches(images, batches)
 
+    def alignment_landmarks(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:
+        """(n,5,2) landmarks in the set the embedder's chip template is written in."""
+        if self.embedder.chip.landmarks == "mtcnn5" or len(batch) == 0:
+            return batch.landmarks
+        if self._shape_predictor is None:
+            self._shape_predictor = ShapePredictor5()
+        return self._shape_predictor.predict(image, batch.boxes)
+
     def embed_batches(self, images: list[np.ndarray], batches: list[FaceBatch]) -> list[FaceBatch]:
         """Add embeddings to detection-only batches (the faces of all images embedded together)."""
         emb = self.embedder
-        chips = [align_faces(img, b.landmarks, emb.chip) for img, b in zip(images, batches, strict=True)]
+        chips = [
+            align_faces(img, self.alignment_landmarks(img, b), emb.chip)
+            for img, b in zip(images, batches, strict=True)
+        ]
         counts = [len(b) for b in batches]
         vectors = self.embed_chips(torch.cat(chips)) if sum(counts) else np.zeros((0, emb.dim), np.float32)
         out: list[FaceBatch] = []
@@ -72,7 +85,12 @@ class FaceAnalyzer:
         """(n,3,s,s) uint8 aligned chips -> (n,d) float32 L2-normalised, in configured batch sizes."""
         bs = self.config.embed.batch_size
         parts = [self.embedder.embed(chips[i : i + bs]) for i in range(0, chips.shape[0], bs)]
-        return torch.cat(parts).numpy().astype(np.float32, copy=False)
+        vectors = torch.cat(parts)
+        if self.config.embed.flip_augment:
+            mirrored = torch.flip(chips, dims=[3])
+            flipped = [self.embedder.embed(mirrored[i : i + bs]) for i in range(0, chips.shape[0], bs)]
+            vectors = torch.nn.functional.normalize(vectors + torch.cat(flipped), dim=1)
+        return vectors.numpy().astype(np.float32, copy=False)
 
     @staticmethod
     def _describe(img: np.ndarray, det: Detections) -> FaceBatch:

@@ -49,6 +49,8 @@ from facestream.types import SearchHit
 logger = logging.getLogger(__name__)
 
 META_COLLECTION = "facestream_collections"
+#: One row per user (Rekognition's CreateUser) of every collection; faces point at users by user_id.
+USERS_COLLECTION = "facestream_users"
 _META_DIM = 2
 _SCHEMA_VERSION = 1
 _VECTOR = "embedding"
@@ -78,6 +80,21 @@ _TOKEN_MAX_CHARS = 1024
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]+=*\.[A-Za-z0-9_\-]+=*")
 # Milvus caps topk / query limit at 16384; one page of an internal id scan stays well below.
 _SCAN_PAGE = 4096
+
+
+class UserExists(FacestreamError):
+    """CreateUser for a UserId the collection already has."""
+
+    code = "ConflictException"
+    http_status = 400
+
+
+def user_key(name: str, user_id: str) -> str:
+    """Primary key of a user row: the collection's hash prefix, then the user id (both validated).
+
+    Ascending key order is user-id order within one collection.
+    """
+    return milvus_name_for(name)[3:] + ":" + user_id
 
 
 def milvus_name_for(name: str) -> str:
@@ -343,6 +360,9 @@ class FaceStore:
             # delete_collection can finish, rather than faces no one can find.
             if client.has_collection(milvus_name, timeout=self._t()):
                 client.drop_collection(milvus_name, timeout=self._t())
+            if client.has_collection(USERS_COLLECTION, timeout=self._t()):
+                self._ensure_loaded(USERS_COLLECTION)
+                client.delete(USERS_COLLECTION, filter=f"collection == {v.quote(name)}", timeout=self._t())
             client.delete(META_COLLECTION, filter=f"name == {v.quote(name)}", timeout=self._t())
         self._loaded.discard(milvus_name)
         logger.info("deleted collection %r (%s)", name, milvus_name)
@@ -431,7 +451,12 @@ class FaceStore:
         return [r["face_id"] for r in rows]
 
     def list_faces(
-        self, collection: str, *, max_results: int = 100, next_token: str | None = None
+        self,
+        collection: str,
+        *,
+        max_results: int = 100,
+        next_token: str | None = None,
+        user_id: str | None = None,
     ) -> tuple[list[FaceRecord], str | None]:
         """One page of faces ordered by face_id, and the token for the next page (or None).
 
@@ -442,7 +467,10 @@ class FaceStore:
         row = self._require(collection)
         max_results = v.check_int(max_results, "max_results", 1, MAX_PAGE)
         after = "" if next_token is None else self._decode_token(str(row["name"]), next_token)
-        page = self._query_page(str(row["milvus_name"]), "face_id", after, "", max_results + 1, _FACE_FIELDS)
+        expr = "" if user_id is None else f"user_id == {v.quote(v.check_user_id(user_id))}"
+        page = self._query_page(
+            str(row["milvus_name"]), "face_id", after, expr, max_results + 1, _FACE_FIELDS
+        )
         more = len(page) > max_results
         page = page[:max_results]
         token = self._encode_token(str(row["name"]), str(page[-1]["face_id"])) if more else None
@@ -518,6 +546,7 @@ class FaceStore:
         max_faces: int,
         min_similarity: float,
         external_image_id: str | None = None,
+        users_only: bool = False,
     ) -> list[list[SearchHit]]:
         """Most similar stored faces for each of ``q`` query embeddings, in one Milvus call.
 
@@ -535,6 +564,9 @@ class FaceStore:
         expr = ""
         if external_image_id is not None:
             expr = f"external_image_id == {v.quote(v.check_external_image_id(external_image_id))}"
+        if users_only:
+            # Faces associated with a user: one identity made of several faces.
+            expr = f'({expr}) and user_id != ""' if expr else 'user_id != ""'
         if self.config.is_lite:
             params: dict[str, Any] = {"metric_type": "COSINE"}
         else:
@@ -577,20 +609,180 @@ class FaceStore:
             out.append(found)
         return out
 
+    def list_collections_page(
+        self, *, max_results: int = 1000, next_token: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """One page of collection names, ascending, and the token for the next page (or None)."""
+        self._ensure_meta()
+        max_results = v.check_int(max_results, "max_results", 1, MAX_PAGE)
+        after = "" if next_token is None else self._decode_token("", next_token, "collections")
+        page = self._query_page(META_COLLECTION, "name", after, "", max_results + 1, ["name"])
+        names = [str(r["name"]) for r in page]
+        more = len(names) > max_results
+        names = names[:max_results]
+        return names, (self._encode_token("", names[-1], "collections") if more else None)
+
+    # ── users: several faces of one person, searched as one identity ───────────────────────
+
+    def _ensure_users(self) -> None:
+        if USERS_COLLECTION in self._loaded:
+            return
+        from pymilvus import DataType
+
+        client = self._client()
+        with self._milvus("prepare the users collection"):
+            if not client.has_collection(USERS_COLLECTION, timeout=self._t()):
+                schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+                schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=200)
+                schema.add_field("collection", DataType.VARCHAR, max_length=255)
+                schema.add_field("user_id", DataType.VARCHAR, max_length=128)
+                schema.add_field("created_at_ms", DataType.INT64)
+                schema.add_field("meta_vec", DataType.FLOAT_VECTOR, dim=_META_DIM)
+                client.create_collection(
+                    USERS_COLLECTION,
+                    schema=schema,
+                    index_params=self._index_params("meta_vec", "L2", vector=False),
+                    consistency_level="Strong",
+                    timeout=self._t(),
+                )
+                logger.info("created users collection %s at %s", USERS_COLLECTION, self.uri)
+        self._ensure_loaded(USERS_COLLECTION)
+
+    def _user_row(self, name: str, user_id: str) -> dict[str, Any] | None:
+        self._ensure_users()
+        with self._milvus(f"read user {user_id!r} of {name!r}"):
+            rows = self._client().query(
+                USERS_COLLECTION,
+                filter=f"key == {v.quote(user_key(name, user_id))}",
+                output_fields=["user_id", "created_at_ms"],
+                timeout=self._t(),
+            )
+        return dict(rows[0]) if rows else None
+
+    def create_user(self, collection: str, user_id: str) -> None:
+        """Add an (empty) user to a collection; :class:`UserExists` if the id is taken."""
+        row = self._require(collection)
+        name = str(row["name"])
+        user_id = v.check_user_id(user_id)
+        if self._user_row(name, user_id) is not None:
+            raise UserExists(f"user {user_id!r} already exists in collection {name!r}")
+        with self._milvus(f"create user {user_id!r} in {name!r}"):
+            self._client().upsert(
+                USERS_COLLECTION,
+                [
+                    {
+                        "key": user_key(name, user_id),
+                        "collection": name,
+                        "user_id": user_id,
+                        "created_at_ms": int(time.time() * 1000),
+                        "meta_vec": [0.0, 0.0],
+                    }
+                ],
+                timeout=self._t(),
+            )
+        logger.info("created user %r in %r", user_id, name)
+
+    def user_exists(self, collection: str, user_id: str) -> bool:
+        row = self._require(collection)
+        return self._user_row(str(row["name"]), v.check_user_id(user_id)) is not None
+
+    def require_user(self, collection: str, user_id: str) -> None:
+        if not self.user_exists(collection, user_id):
+            from facestream.errors import ResourceNotFound
+
+            raise ResourceNotFound(f"user {user_id!r} does not exist in collection {collection!r}")
+
+    def user_face_ids(self, collection: str, user_id: str) -> list[str]:
+        """Ids of the faces associated with ``user_id``, sorted."""
+        row = self._require(collection)
+        uid = v.check_user_id(user_id)
+        return self._scan_keys(str(row["milvus_name"]), "face_id", f"user_id == {v.quote(uid)}")
+
+    def delete_user(self, collection: str, user_id: str) -> list[str]:
+        """Remove a user; its faces stay in the collection, no longer associated. Returns them."""
+        row = self._require(collection)
+        name = str(row["name"])
+        self.require_user(name, user_id)
+        faces = self.user_face_ids(name, user_id)
+        for i in range(0, len(faces), v.MAX_IDS_PER_CALL):
+            self.set_face_user(name, faces[i : i + v.MAX_IDS_PER_CALL], None)
+        with self._milvus(f"delete user {user_id!r} of {name!r}"):
+            self._client().delete(
+                USERS_COLLECTION, filter=f"key == {v.quote(user_key(name, user_id))}", timeout=self._t()
+            )
+        logger.info("deleted user %r of %r (%s faces disassociated)", user_id, name, len(faces))
+        return faces
+
+    def list_users(
+        self, collection: str, *, max_results: int = 100, next_token: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """One page of user ids of a collection, ascending, and the next page's token (or None)."""
+        row = self._require(collection)
+        name = str(row["name"])
+        self._ensure_users()
+        max_results = v.check_int(max_results, "max_results", 1, MAX_PAGE)
+        after_user = None if next_token is None else self._decode_token(name, next_token, "users")
+        after = "" if after_user is None else user_key(name, after_user)
+        expr = f"collection == {v.quote(name)}"
+        page = self._query_page(USERS_COLLECTION, "key", after, expr, max_results + 1, ["key", "user_id"])
+        ids = [str(r["user_id"]) for r in page]
+        more = len(ids) > max_results
+        ids = ids[:max_results]
+        return ids, (self._encode_token(name, ids[-1], "users") if more else None)
+
+    def count_users(self, collection: str) -> int:
+        row = self._require(collection)
+        self._ensure_users()
+        return self._count(USERS_COLLECTION, f"collection == {v.quote(str(row['name']))}")
+
+    def set_face_user(self, collection: str, face_ids: Sequence[str], user_id: str | None) -> list[str]:
+        """Point faces at ``user_id`` (or at no user); returns the ids that exist and changed.
+
+        Milvus has no partial update, so each row is read with its vector and written back.
+        """
+        row = self._require(collection)
+        if user_id is not None:
+            v.check_user_id(user_id)
+        faces = self.get_faces(collection, face_ids, with_embeddings=True)
+        changed = [
+            FaceRecord(
+                face_id=f.face_id,
+                external_image_id=f.external_image_id,
+                image_id=f.image_id,
+                bounding_box=f.bounding_box,
+                confidence=f.confidence,
+                quality=f.quality,
+                created_at_ms=f.created_at_ms,
+                user_id=user_id,
+                embedding=f.embedding,
+            )
+            for f in faces
+            if f.user_id != user_id
+        ]
+        if changed:
+            with self._milvus(f"update faces of {row['name']!r}"):
+                self._client().upsert(
+                    str(row["milvus_name"]), [_to_row(f) for f in changed], timeout=self._t()
+                )
+        return [f.face_id for f in changed]
+
     # ── pagination tokens ──────────────────────────────────────────────────────────────────
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._token_key, payload, hashlib.sha256).digest()[:16]
 
-    def _encode_token(self, collection: str, after: str) -> str:
-        payload = json.dumps({"v": 1, "c": collection, "a": after}, separators=(",", ":")).encode()
+    def _encode_token(self, collection: str, after: str, kind: str | None = None) -> str:
+        body: dict[str, str | int] = {"v": 1, "c": collection, "a": after}
+        if kind is not None:
+            body["k"] = kind
+        payload = json.dumps(body, separators=(",", ":")).encode()
         return self._encode_token_payload(payload)
 
     def _encode_token_payload(self, payload: bytes) -> str:
         b64 = base64.urlsafe_b64encode
         return f"{b64(payload).decode()}.{b64(self._sign(payload)).decode()}"
 
-    def _decode_token(self, collection: str, token: object) -> str:
+    def _decode_token(self, collection: str, token: object, kind: str | None = None) -> str:
         bad = InvalidParameter(f"next_token is not a token issued for collection {collection!r}")
         if type(token) is not str or len(token) > _TOKEN_MAX_CHARS or not _TOKEN.fullmatch(token):
             raise bad
@@ -610,8 +802,17 @@ class FaceStore:
             data = json.loads(payload)
         except ValueError:
             raise bad from None
-        if not isinstance(data, dict) or data.get("v") != 1 or data.get("c") != collection:
+        if (
+            not isinstance(data, dict)
+            or data.get("v") != 1
+            or data.get("c") != collection
+            or data.get("k") != kind
+        ):
             raise bad
+        if kind == "users":
+            return v.check_user_id(data.get("a"))
+        if kind == "collections":
+            return v.check_collection_name(data.get("a"))
         return v.check_face_id(data.get("a"))
 
 

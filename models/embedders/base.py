@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -11,16 +12,19 @@ import torch
 
 @dataclass(frozen=True)
 class ChipSpec:
-    """Where an embedder wants the five landmarks in its square input chip.
+    """Where an embedder wants five landmarks in its square input chip.
 
-    ``template`` (5, 2) float32: x, y pixel positions in a ``size`` x ``size`` chip of
-    left eye, right eye, nose, left mouth corner, right mouth corner (MTCNN order).
+    ``landmarks`` names the landmark set the template is in: ``mtcnn5`` (MTCNN's eye centres,
+    nose tip, mouth corners) or ``dlib5`` (dlib's 5-point shape predictor: eye corners and
+    nose base, see models/landmarks.py). ``template`` (5, 2) float32: x, y pixel positions of
+    those points in a ``size`` x ``size`` chip, in that set's order.
     """
 
     size: int
     template: np.ndarray
     #: (5,) relative weight of each landmark in the fit; None weighs all equally.
     weights: np.ndarray | None = None
+    landmarks: Literal["mtcnn5", "dlib5"] = "mtcnn5"
 
     def __post_init__(self) -> None:
         if self.template.shape != (5, 2):

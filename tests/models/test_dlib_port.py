@@ -177,7 +177,10 @@ def test_embedder_interface(embedder: DlibResNetEmbedder) -> None:
     assert embedder.chip.template.shape == (5, 2)
     assert embedder.device == torch.device("cpu")
     tpl = embedder.chip.template
-    assert tpl[0, 0] < tpl[1, 0] and tpl[3, 0] < tpl[4, 0]  # image-left first
+    # dlib 5-point order: image-right eye (outer, inner), image-left eye (outer, inner), nose.
+    assert embedder.chip.landmarks == "dlib5"
+    assert tpl[0, 0] > tpl[1, 0] > tpl[3, 0] > tpl[2, 0]
+    assert tpl[4, 1] > tpl[:4, 1].max()
     assert tpl[0, 1] < tpl[2, 1] < tpl[3, 1]  # eyes above nose above mouth
     assert embedder.embed(torch.zeros((0, 3, 150, 150), dtype=torch.uint8)).shape == (0, 128)
 

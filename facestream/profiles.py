@@ -1,0 +1,55 @@
+"""Deployment profiles: the match-threshold policy an operator cannot undercut by accident.
+
+=============  =================  ===============  ==========================================
+profile        default threshold  lowest allowed   meant for
+=============  =================  ===============  ==========================================
+general        80                 50               access control, photo organisation, search
+public-safety  99                 99               any use that can lead to action against a
+                                                   person (AWS's own guidance for law
+                                                   enforcement is 99)
+=============  =================  ===============  ==========================================
+
+Chosen by ``--profile``, else ``FACESTREAM_PROFILE``, else ``general``. What 80 and 99 mean
+as false-match rates for each model on our labelled data is in README ("Similarity scale").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from facestream.errors import InvalidParameter
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    default_threshold: float
+    min_threshold: float
+
+    def threshold(self, requested: float | None) -> float:
+        """The threshold to use: the profile default, or a requested one at or above the floor."""
+        if requested is None:
+            return self.default_threshold
+        if not 0.0 <= requested <= 100.0:
+            raise InvalidParameter(f"threshold must be in [0, 100], got {requested}")
+        if requested < self.min_threshold:
+            raise InvalidParameter(
+                f"threshold {requested} is below the floor of {self.min_threshold} set by the "
+                f"{self.name!r} deployment profile"
+            )
+        return float(requested)
+
+
+PROFILES: dict[str, Profile] = {
+    "general": Profile("general", default_threshold=80.0, min_threshold=50.0),
+    "public-safety": Profile("public-safety", default_threshold=99.0, min_threshold=99.0),
+}
+
+
+def resolve_profile(name: str | None = None) -> Profile:
+    chosen = name or os.environ.get("FACESTREAM_PROFILE") or "general"
+    try:
+        return PROFILES[chosen]
+    except KeyError:
+        raise InvalidParameter(f"profile {chosen!r}: expected one of {sorted(PROFILES)}") from None
