@@ -16,10 +16,13 @@ import time
 import numpy as np
 
 from bench.common import faces_dir, parser, print_table, setup_logging, write_result
-from facestream.config import AnalyzerConfig, DeviceConfig
+from facestream.config import AnalyzerConfig, DeviceConfig, EmbedConfig
 from facestream.evaluation import (
+    Pair,
     eer_threshold,
+    embed_pair_images,
     kfold_accuracy,
+    pair_cosines,
     rates_at,
     read_pairs,
     roc_auc,
@@ -32,15 +35,18 @@ from facestream.similarity import cosine_to_similarity
 log = logging.getLogger("bench.accuracy")
 
 
-def facestream_embeddings(paths: list[str], precision: str) -> tuple[dict[str, np.ndarray | None], float]:
+def facestream_embeddings(
+    pairs: list[Pair], precision: str, flip: bool = False
+) -> tuple[dict[str, np.ndarray | None], float]:
     from models.analyzer import FaceAnalyzer
 
-    analyzer = FaceAnalyzer(AnalyzerConfig(device=DeviceConfig(device="cpu", precision=precision)))  # type: ignore[arg-type]
-    out: dict[str, np.ndarray | None] = {}
+    cfg = AnalyzerConfig(
+        device=DeviceConfig(device="cpu", precision=precision),  # type: ignore[arg-type]
+        embed=EmbedConfig(flip_augment=flip),
+    )
+    analyzer = FaceAnalyzer(cfg)
     t0 = time.perf_counter()
-    for p in paths:
-        batch = analyzer.analyze([load_image_file(faces_dir() / p).rgb])[0].largest_first()
-        out[p] = None if len(batch) == 0 or batch.embeddings is None else batch.embeddings[0]
+    out = embed_pair_images(pairs, faces_dir(), analyzer)
     return out, time.perf_counter() - t0
 
 
@@ -60,14 +66,13 @@ def peer_embeddings(paths: list[str]) -> tuple[dict[str, np.ndarray | None], flo
     return out, time.perf_counter() - t0
 
 
-def pair_scores(emb: dict[str, np.ndarray | None], pairs: list, *, distance: bool) -> np.ndarray:
+def peer_scores(emb: dict[str, np.ndarray | None], pairs: list[Pair]) -> np.ndarray:
+    """face_recognition compares by Euclidean distance: negated, so larger = more similar."""
     s = np.full(len(pairs), -np.inf)
     for i, pr in enumerate(pairs):
         a, b = emb[pr.img1], emb[pr.img2]
-        if a is None or b is None:
-            continue
-        # face_recognition compares by Euclidean distance: negate so larger = more similar.
-        s[i] = -float(np.linalg.norm(a - b)) if distance else float(a @ b)
+        if a is not None and b is not None:
+            s[i] = -float(np.linalg.norm(a - b))
     return s
 
 
@@ -94,10 +99,10 @@ def main() -> None:
         "%d pairs (%d genuine, %d impostor) over %d images", len(pairs), same.sum(), (~same).sum(), len(paths)
     )
 
-    ours, t_ours = facestream_embeddings(paths, "fp32")
+    ours, t_ours = facestream_embeddings(pairs, "fp32")
     peer, t_peer = peer_embeddings(paths)
-    s_ours = pair_scores(ours, pairs, distance=False)
-    s_peer = pair_scores(peer, pairs, distance=True)
+    s_ours = pair_cosines(ours, pairs)
+    s_peer = peer_scores(peer, pairs)
     m_ours, m_peer = metrics(s_ours, same), metrics(s_peer, same)
     rows = [
         ["facestream dlib-resnet fp32", *[m_ours[k] for k in m_ours], t_ours / len(paths)],
@@ -111,10 +116,11 @@ def main() -> None:
         "face_recognition": m_peer,
     }
     if not args.quick:
-        ours_bf16, t_bf16 = facestream_embeddings(paths, "bf16")
-        m_bf16 = metrics(pair_scores(ours_bf16, pairs, distance=False), same)
-        rows.append(["facestream dlib-resnet bf16", *[m_bf16[k] for k in m_bf16], t_bf16 / len(paths)])
-        details["facestream_bf16"] = m_bf16
+        for label, precision, flip in (("bf16", "bf16", False), ("fp32 + flip", "fp32", True)):
+            emb, t = facestream_embeddings(pairs, precision, flip)
+            m = metrics(pair_cosines(emb, pairs), same)
+            rows.append([f"facestream dlib-resnet {label}", *[m[k] for k in m], t / len(paths)])
+            details[f"facestream_{label.replace(' + ', '_')}"] = m
 
     # Similarity anchors on these pairs (cosine), and what 80 / 99 mean here.
     c80 = eer_threshold(s_ours, same)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facestream import metrics
 from facestream.errors import AuditIntegrityError
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class AuditLog:
                 os.fsync(f.fileno())
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        metrics.inc("facestream_audit_entries_total", operation=operation)
         return entry
 
     @staticmethod

@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules with a ``register(subparsers, add_common_flags)`` function adding their commands.
 _EXTENSIONS: tuple[str, ...] = (
-    "facestream.cli_audit", "facestream.cli_accountability",
+    "facestream.cli_audit", "facestream.cli_accountability", "serve.cli", "pipelines.cli",
 )
 
 

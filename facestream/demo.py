@@ -1,109 +1,200 @@
-"""``facestream demo``: the whole path on the embedded defaults with no outside input.
+"""``facestream demo``: the whole stream path on the embedded defaults with no outside input.
 
-The gallery is scikit-image's ``astronaut`` (NASA's public-domain portrait of Eileen
-Collins). Probes are altered copies of it (mirrored, shrunk, rotated, darkened) and a
-scene with no enrolled face; each is searched against the gallery and the matches printed.
-``--gallery DIR`` enrols every image of a folder (ExternalImageId = file stem) instead.
+The watchlist is scikit-image's ``astronaut`` (NASA's public-domain portrait of Eileen
+Collins). The stream is a short video made from it: the portrait drifting and zooming across
+a 640x360 frame, then scikit-image's cat (no face). It is written with PyAV under
+``<home>/demo/`` and run through a stream processor exactly as a camera would be: local Ray,
+decode actor, the batched Serve face deployment, tracking, Milvus Lite search through the
+store actor, match records to a JSON-lines sink, the audit log.
+
+``--gallery DIR`` enrols every image of a folder (ExternalImageId = file stem) instead, and
+``--source URL`` searches that stream or file instead of the generated clip.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageEnhance
 
 from facestream.audit import Actor
-from facestream.errors import CollectionExists, FacestreamError
-from facestream.imageio import LoadedImage, decode_image, load_image_file
+from facestream.errors import InvalidParameter
+from facestream.imageio import LoadedImage, load_image_file
 
 log = logging.getLogger(__name__)
 
 DEMO_COLLECTION = "demo-watchlist"
+_FPS = 15
+_SIZE = (640, 360)
 
 
-def _encode(arr: np.ndarray) -> LoadedImage:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return decode_image(buf.getvalue(), name="demo")
-
-
-def demo_probes() -> list[tuple[str, np.ndarray]]:
-    """Altered copies of the astronaut and one scene without her."""
+def demo_clip(path: Path, seconds_face: float = 3.0, seconds_cat: float = 1.0) -> Path:
+    """Write the demo video (H.264 MP4, 640x360, 15 fps) to ``path`` and return it."""
+    import av
+    from PIL import Image
     from skimage import data
 
-    astro = data.astronaut()
-    img = Image.fromarray(astro)
-    return [
-        ("astronaut-mirrored", np.asarray(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))),
-        ("astronaut-half-size", np.asarray(img.resize((256, 256), Image.Resampling.LANCZOS))),
-        (
-            "astronaut-rotated-12deg",
-            np.asarray(img.rotate(12, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))),
-        ),
-        ("astronaut-darker", np.asarray(ImageEnhance.Brightness(img).enhance(0.55))),
-        ("cat-no-face", np.asarray(Image.fromarray(data.chelsea()))),
-    ]
+    astro = Image.fromarray(data.astronaut())
+    cat = Image.fromarray(data.chelsea())
+    w, h = _SIZE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=_FPS)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        n_face, n_cat = int(seconds_face * _FPS), int(seconds_cat * _FPS)
+        for i in range(n_face + n_cat):
+            canvas = Image.new("RGB", _SIZE, (40, 48, 60))
+            if i < n_face:
+                side = int(220 + 80 * i / max(1, n_face - 1))  # zooming in
+                tile = astro.resize((side, side))
+                x = int(20 + (w - side - 40) * i / max(1, n_face - 1))  # drifting right
+                canvas.paste(tile, (x, (h - side) // 2 if side < h else 0))
+            else:
+                canvas.paste(cat.resize((int(h * cat.width / cat.height), h)), (0, 0))
+            frame = av.VideoFrame.from_ndarray(np.asarray(canvas), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
 
 
-def _gallery(ctx: Any) -> list[tuple[str, LoadedImage]]:
-    if ctx.args.gallery:
-        paths = sorted(
-            p
-            for p in Path(ctx.args.gallery).iterdir()
-            if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
-        )
+def _gallery(gallery: str | None) -> list[tuple[str, LoadedImage]]:
+    if gallery:
+        d = Path(gallery)
+        if not d.is_dir():
+            raise InvalidParameter(f"--gallery {gallery}: not a directory")
+        paths = sorted(p for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+        if not paths:
+            raise InvalidParameter(f"--gallery {gallery}: no .jpg/.jpeg/.png/.webp images")
         return [(p.stem, load_image_file(p)) for p in paths]
+    import io
+
+    from PIL import Image
     from skimage import data
 
-    return [("eileen-collins", _encode(data.astronaut()))]
+    from facestream.imageio import decode_image
+
+    buf = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buf, format="PNG")
+    return [("eileen-collins", decode_image(buf.getvalue(), name="astronaut"))]
 
 
 def run_demo(ctx: Any) -> None:
-    """Enrol the gallery, search the probes, print what was found (JSON lines with --json)."""
-    from models.embedders import MODEL_DIMS
+    """Enrol the gallery, run one stream processor over the clip, print its match events."""
+    from facestream.operations import check_purpose
+    from pipelines.cli import runtime_from
+    from pipelines.config import JsonlSinkConfig, ProcessorSettings
+    from pipelines.gallery import enrol, ensure_collection
+    from pipelines.urls import check_source, source_from_url
 
+    a = ctx.args
+    purpose = check_purpose(a.purpose)
     actor = Actor.local_cli()
-    purpose = ctx.args.purpose
-    store = ctx.store
-    model = ctx.analyzer.model_name
-    try:
-        store.create_collection(DEMO_COLLECTION, model=model, dim=MODEL_DIMS[model])
-    except CollectionExists:
-        # A previous demo run: start from a clean watchlist so the output is the same every time.
-        store.delete_collection(DEMO_COLLECTION)
-        store.create_collection(DEMO_COLLECTION, model=model, dim=MODEL_DIMS[model])
-    for ext_id, img in _gallery(ctx):
-        out = ctx.ops.index_faces(DEMO_COLLECTION, img, actor=actor, external_image_id=ext_id, max_faces=1)
+    gallery = _gallery(a.gallery)
+    runtime = runtime_from(ctx)
+    demo_dir = (runtime.home / "demo").resolve()
+    if getattr(a, "source", None):
+        source = source_from_url(a.source)
+    else:
+        source = source_from_url(str(demo_clip(demo_dir / "astronaut.mp4")))
+        runtime = runtime.model_copy(update={"media_dirs": (*runtime.media_dirs, demo_dir)})
+    check_source(source, list(runtime.media_dirs))
+    events_path = demo_dir / "events.jsonl"
+    events_path.unlink(missing_ok=True)
+    settings = ProcessorSettings(
+        name="demo",
+        source=source,
+        collection=DEMO_COLLECTION,
+        purpose=purpose,
+        sinks=(JsonlSinkConfig(path=events_path),),
+    )
+
+    def enrol_gallery() -> None:
+        # Runs inside the fleet's Ray session: the store actor is the only Milvus Lite owner.
+        from pipelines.runtime import ensure_face_service
+        from pipelines.store_actor import store_actor
+
+        face = ensure_face_service(runtime.embedding, runtime.app_name)
+        store = store_actor(runtime.resolved_store_uri)
+        model = str(face.model_name.remote().result(timeout_s=120))
+        # A clean watchlist every run, so the output is the same every time.
+        ensure_collection(store, DEMO_COLLECTION, model, fresh=True)
+        counts = enrol(face, store, DEMO_COLLECTION, gallery, audit=ctx.audit, actor=actor)
+        for label, n in counts.items():
+            _say(
+                ctx, {"event": "indexed", "ExternalImageId": label, "faces": n}, f"enrolled {label}: {n} face"
+            )
+
+    final = _run(runtime, settings, actor, enrol_gallery, getattr(a, "duration_s", None))
+    records = [json.loads(x) for x in events_path.read_text().splitlines()] if events_path.exists() else []
+    for r in records:
+        m = r["FaceSearchResponse"][0]["MatchedFaces"][0]
+        stream = r["InputInformation"]["Stream"]
+        obj = {
+            "event": "match",
+            "ExternalImageId": m["Face"].get("ExternalImageId"),
+            "Similarity": m["Similarity"],
+            "FrameOffsetInSeconds": stream["FrameOffsetInSeconds"],
+            "TrackId": r["TrackId"],
+            "Revision": r["Revision"],
+            "record": r,
+        }
         _say(
             ctx,
-            {"event": "indexed", "ExternalImageId": ext_id, "faces": len(out["FaceRecords"])},
-            f"enrolled {ext_id}: {len(out['FaceRecords'])} face",
+            obj,
+            f"match: {obj['ExternalImageId']} ({m['Similarity']:.1f}%) at "
+            f"{stream['FrameOffsetInSeconds']:.2f}s, track {r['TrackId']} rev {r['Revision']}",
         )
-    for name, arr in demo_probes():
-        try:
-            res = ctx.ops.search_faces_by_image(
-                DEMO_COLLECTION, _encode(arr), actor=actor, purpose=purpose, threshold=80.0, max_faces=3
-            )
-        except FacestreamError as exc:
-            _say(ctx, {"event": "searched", "probe": name, "error": exc.to_dict()}, f"{name}: {exc.message}")
-            continue
-        matches = [
-            {"ExternalImageId": m["Face"]["ExternalImageId"], "Similarity": m["Similarity"]}
-            for m in res["FaceMatches"]
-        ]
-        human = ", ".join(f"{m['ExternalImageId']} ({m['Similarity']:.1f}%)" for m in matches) or "no match"
-        _say(ctx, {"event": "searched", "probe": name, "matches": matches}, f"{name}: {human}")
+    counters = final.get("Counters", {})
     _say(
         ctx,
-        {"event": "audit", "entries": ctx.audit.verify().entries, "log": str(ctx.audit.path)},
-        f"audit log {ctx.audit.path}: {ctx.audit.verify().entries} entries, chain intact",
+        {
+            "event": "stream",
+            "Status": final.get("Status"),
+            "StatusMessage": final.get("StatusMessage"),
+            "Counters": counters,
+            "events_file": str(events_path),
+        },
+        f"stream {final.get('Status')} ({final.get('StatusMessage')}): {counters.get('analysed', 0)} frames "
+        f"analysed, {len(records)} match record(s) in {events_path}",
     )
+    verified = ctx.audit.verify()
+    _say(
+        ctx,
+        {"event": "audit", "entries": verified.entries, "ok": verified.ok, "log": str(ctx.audit.path)},
+        f"audit log {ctx.audit.path}: {verified.entries} entries, "
+        + ("chain intact" if verified.ok else f"BROKEN at {verified.first_bad_seq}"),
+    )
+
+
+def _run(
+    runtime: Any, settings: Any, actor: Actor, before: Callable[[], None], duration_s: float | None
+) -> dict[str, Any]:
+    """One Ray session: enrol the gallery (``before``), then run the processor to its end."""
+    from pipelines.runtime import ensure_ray
+    from pipelines.stream import run_fleet
+
+    started = ensure_ray(runtime.ray_address)
+    try:
+        before()
+        final: dict[str, Any] = run_fleet(
+            runtime, [settings], actor=actor, duration_s=duration_s, resume=False
+        )["demo"]
+        return final
+    finally:
+        if started:
+            import ray
+
+            from pipelines.runtime import delete_face_service
+
+            delete_face_service(runtime.app_name)
+            ray.shutdown()
 
 
 def _say(ctx: Any, obj: dict[str, Any], human: str) -> None:

@@ -128,7 +128,8 @@ def plot_group_rates(rates: list[GroupRates], threshold: float, model: str, path
     for ax, key, label in ((axes[0], "fmr", "false-match rate"), (axes[1], "fnmr", "false-non-match rate")):
         vals = np.array([getattr(r, key) for r in rates], dtype=float)
         ci = np.array([getattr(r, f"{key}_ci95") for r in rates], dtype=float).reshape(-1, 2)
-        err = np.vstack([np.nan_to_num(vals - ci[:, 0]), np.nan_to_num(ci[:, 1] - vals)])
+        # Clip: float rounding can put a Wilson bound a hair on the wrong side of 0 or 1.
+        err = np.clip(np.vstack([np.nan_to_num(vals - ci[:, 0]), np.nan_to_num(ci[:, 1] - vals)]), 0, None)
         ax.bar(x, np.nan_to_num(vals), yerr=err, capsize=4, color="#3b6ea5")
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.set_title(label)

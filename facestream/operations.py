@@ -16,10 +16,12 @@ import numpy as np
 from facestream.audit import Actor, AuditLog
 from facestream.errors import InvalidParameter, PurposeRequired
 from facestream.imageio import LoadedImage
+from facestream.operations_collections import CollectionOperationsMixin
+from facestream.operations_users import UserOperationsMixin
 from facestream.rekognition import bbox_ratios, bounding_box, face_detail
 from facestream.similarity import cosine_to_similarity
 from facestream.store import FaceRecord, FaceStore
-from facestream.types import FaceBatch
+from facestream.types import FaceBatch, SearchHit
 from models.quality import QualityFilter, failure_reasons
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def check_max_faces(value: int | None, upper: int = 4096) -> int | None:
     return value
 
 
-class FaceOperations:
+class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
     def __init__(self, analyzer: Analyzer, store: FaceStore, audit: AuditLog) -> None:
         self.analyzer = analyzer
         self.store = store
@@ -177,6 +179,7 @@ class FaceOperations:
         purpose: str | None,
         threshold: float = DEFAULT_THRESHOLD,
         max_faces: int = 10,
+        quality_filter: QualityFilter = QualityFilter.NONE,
     ) -> dict[str, Any]:
         purpose = check_purpose(purpose)
         check_threshold(threshold, "FaceMatchThreshold")
@@ -185,22 +188,12 @@ class FaceOperations:
         batch = self.analyzer.analyze([image.rgb])[0].largest_first()
         if len(batch) == 0:
             raise InvalidParameter("no face found in the image to search with")
+        require_quality(batch, quality_filter, "the largest face of the image")
         assert batch.embeddings is not None
         hits = self.store.search(
             collection, batch.embeddings[:1], model=info.model, max_faces=max_faces, min_similarity=threshold
         )[0]
-        matches = [
-            {
-                "Similarity": round(h.similarity, 5),
-                "Face": {
-                    "FaceId": h.face_id,
-                    "ExternalImageId": h.external_image_id,
-                    "ImageId": h.image_id,
-                    **({"UserId": h.user_id} if h.user_id else {}),
-                },
-            }
-            for h in hits
-        ]
+        matches = [match_json(h) for h in hits]
         self.audit.append(
             actor=actor,
             operation="SearchFacesByImage",
@@ -214,6 +207,33 @@ class FaceOperations:
             "FaceMatches": matches,
             "FaceModelVersion": info.model,
         }
+
+
+def require_quality(batch: FaceBatch, quality_filter: QualityFilter, what: str) -> None:
+    """Refuse to search with a face that fails ``quality_filter`` (the first face of ``batch``)."""
+    if quality_filter is QualityFilter.NONE:
+        return
+    first = batch.select([0])
+    reasons = failure_reasons(
+        quality_filter, first.sizes_px, first.brightness, first.sharpness, first.pose
+    )[0]
+    if reasons:
+        raise InvalidParameter(
+            f"{what} fails QualityFilter {quality_filter.value}: {', '.join(reasons)}"
+        )
+
+
+def match_json(h: SearchHit) -> dict[str, Any]:
+    """One search hit as Rekognition's ``FaceMatch``."""
+    return {
+        "Similarity": round(h.similarity, 5),
+        "Face": {
+            "FaceId": h.face_id,
+            "ExternalImageId": h.external_image_id,
+            "ImageId": h.image_id,
+            **({"UserId": h.user_id} if h.user_id else {}),
+        },
+    }
 
 
 def face_json(rec: FaceRecord) -> dict[str, Any]:

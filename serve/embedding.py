@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 from ray import serve
 
+from facestream import metrics
 from facestream.config import EmbeddingServiceConfig
 from facestream.types import FaceBatch
 
@@ -58,18 +59,33 @@ class FaceAnalysisService:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def analyze_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:
-        return await self._run(self.analyzer.analyze, frames)
+        return await self._run(frames, embed=True)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def detect_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:
-        return await self._run(self.analyzer.detect, frames)
+        return await self._run(frames, embed=False)
 
-    async def _run(self, fn: Any, frames: list[np.ndarray]) -> list[FaceBatch]:
+    async def _run(self, frames: list[np.ndarray], *, embed: bool) -> list[FaceBatch]:
+        method = "analyze" if embed else "detect"
+        metrics.observe("facestream_serve_batch_size", len(frames), method=method)
         t0 = time.perf_counter()
-        out: list[FaceBatch] = await asyncio.to_thread(fn, frames)
+        out: list[FaceBatch] = await asyncio.to_thread(self._analyze, frames, embed)
         self._busy_s += time.perf_counter() - t0
         self._batch_sizes[len(frames)] += 1
         self._frames += len(frames)
+        return out
+
+    def _analyze(self, frames: list[np.ndarray], embed: bool) -> list[FaceBatch]:
+        t0 = time.perf_counter()
+        batches = self.analyzer.detect(frames)
+        t1 = time.perf_counter()
+        metrics.observe("facestream_detect_seconds", t1 - t0)
+        for b in batches:
+            metrics.observe("facestream_faces_per_frame", len(b))
+        if not embed:
+            return batches
+        out = self.analyzer.embed_batches(frames, batches)
+        metrics.observe("facestream_embed_seconds", time.perf_counter() - t1)
         return out
 
     def model_name(self) -> str:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# Before anything imports Ray: keep every Ray this test session starts on loopback
+# (see facestream/localray.py).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 from collections.abc import Iterator
 
 import pytest

@@ -22,13 +22,10 @@ def free_port() -> int:
 def ray_local() -> Iterator[None]:
     import ray
 
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        num_cpus=4,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    from facestream.localray import LOOPBACK, init_local_ray
+
+    info = init_local_ray(num_cpus=4)
+    assert info.address_info["node_ip_address"] == LOOPBACK
     try:
         yield
     finally:

@@ -1,0 +1,167 @@
+"""Collection and face-management operations (Rekognition-shaped), mixed into FaceOperations.
+
+CreateCollection, DeleteCollection, ListCollections, DescribeCollection, ListFaces,
+DeleteFaces and SearchFaces (by FaceId). Every change and every search is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facestream import operations as ops
+from facestream.audit import Actor
+from facestream.errors import InvalidParameter, ResourceNotFound
+
+if TYPE_CHECKING:
+    from facestream.audit import AuditLog
+    from facestream.operations import Analyzer
+    from facestream.store import FaceStore
+
+#: Rekognition's default FaceMatchThreshold (the same value as facestream.operations.DEFAULT_THRESHOLD).
+DEFAULT_THRESHOLD = 80.0
+#: Rekognition's ListCollections / ListFaces page size when MaxResults is not given.
+DEFAULT_PAGE = 1000
+
+
+def collection_arn(name: str) -> str:
+    return f"facestream:collection/{name}"
+
+
+class CollectionOperationsMixin:
+    analyzer: Analyzer
+    store: FaceStore
+    audit: AuditLog
+
+    def create_collection(self, collection: str, *, actor: Actor, model: str | None = None) -> dict[str, Any]:
+        from models.embedders import MODEL_DIMS
+
+        model = self.analyzer.model_name if model is None else model
+        if model not in MODEL_DIMS:
+            raise InvalidParameter(f"model {model!r}: expected one of {sorted(MODEL_DIMS)}")
+        info = self.store.create_collection(collection, model=model, dim=MODEL_DIMS[model])
+        self.audit.append(actor=actor, operation="CreateCollection", inputs={"collection": collection})
+        return {
+            "StatusCode": 200,
+            "CollectionArn": collection_arn(collection),
+            "FaceModelVersion": info.model,
+        }
+
+    def delete_collection(self, collection: str, *, actor: Actor) -> dict[str, Any]:
+        self.store.delete_collection(collection)
+        self.audit.append(actor=actor, operation="DeleteCollection", inputs={"collection": collection})
+        return {"StatusCode": 200}
+
+    def list_collections(
+        self, *, max_results: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        names, token = self.store.list_collections_page(
+            max_results=max_results or DEFAULT_PAGE, next_token=next_token
+        )
+        out: dict[str, Any] = {
+            "CollectionIds": names,
+            "FaceModelVersions": [self.store.describe_collection(n).model for n in names],
+        }
+        if token is not None:
+            out["NextToken"] = token
+        return out
+
+    def describe_collection(self, collection: str) -> dict[str, Any]:
+        info = self.store.describe_collection(collection)
+        return {
+            "FaceCount": info.face_count,
+            "UserCount": self.store.count_users(collection),
+            "FaceModelVersion": info.model,
+            "CollectionARN": collection_arn(info.name),
+            "CreationTimestamp": info.created_at / 1000.0,
+        }
+
+    def list_faces(
+        self,
+        collection: str,
+        *,
+        max_results: int | None = None,
+        next_token: str | None = None,
+        user_id: str | None = None,
+        face_ids: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        info = self.store.describe_collection(collection)
+        if face_ids:
+            faces = self.store.get_faces(collection, face_ids)
+            if user_id is not None:
+                faces = [f for f in faces if f.user_id == user_id]
+            token = None
+        else:
+            faces, token = self.store.list_faces(
+                collection, max_results=max_results or DEFAULT_PAGE, next_token=next_token, user_id=user_id
+            )
+        out: dict[str, Any] = {
+            "Faces": [{**ops.face_json(f), "IndexFacesModelVersion": info.model} for f in faces],
+            "FaceModelVersion": info.model,
+        }
+        if token is not None:
+            out["NextToken"] = token
+        return out
+
+    def delete_faces(self, collection: str, face_ids: Sequence[str], *, actor: Actor) -> dict[str, Any]:
+        """Delete faces; like Rekognition, a face associated with a user is not deleted
+        (disassociate it or delete the user first) and is reported with the reason."""
+        found = {f.face_id: f for f in self.store.get_faces(collection, face_ids)}
+        unsuccessful: list[dict[str, Any]] = []
+        deletable: list[str] = []
+        for fid in dict.fromkeys(face_ids):
+            rec = found.get(fid)
+            if rec is None:
+                unsuccessful.append({"FaceId": fid, "Reasons": ["FACE_NOT_FOUND"]})
+            elif rec.user_id is not None:
+                unsuccessful.append(
+                    {"FaceId": fid, "UserId": rec.user_id, "Reasons": ["ASSOCIATED_TO_AN_EXISTING_USER"]}
+                )
+            else:
+                deletable.append(fid)
+        deleted = self.store.delete_faces(collection, deletable) if deletable else []
+        self.audit.append(
+            actor=actor,
+            operation="DeleteFaces",
+            inputs={"collection": collection, "face_ids": list(face_ids)},
+            results={"deleted": deleted},
+        )
+        return {"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": unsuccessful}
+
+    def search_faces(
+        self,
+        collection: str,
+        face_id: str,
+        *,
+        actor: Actor,
+        purpose: str | None,
+        threshold: float = DEFAULT_THRESHOLD,
+        max_faces: int = 10,
+    ) -> dict[str, Any]:
+        """Stored faces like the stored face ``face_id`` (which is not among the answers)."""
+        purpose = ops.check_purpose(purpose)
+        ops.check_threshold(threshold, "FaceMatchThreshold")
+        ops.check_max_faces(max_faces)
+        info = self.store.describe_collection(collection)
+        faces = self.store.get_faces(collection, [face_id], with_embeddings=True)
+        if not faces or faces[0].embedding is None:
+            raise ResourceNotFound(f"face {face_id!r} does not exist in collection {collection!r}")
+        query = faces[0].embedding.reshape(1, -1).astype(np.float32)
+        hits = self.store.search(
+            collection, query, model=info.model, max_faces=max_faces + 1, min_similarity=threshold
+        )[0]
+        hits = [h for h in hits if h.face_id != face_id][:max_faces]
+        self.audit.append(
+            actor=actor,
+            operation="SearchFaces",
+            purpose=purpose,
+            inputs={"collection": collection, "face_id": face_id, "threshold": threshold},
+            results={"matches": [[h.face_id, round(h.similarity, 3)] for h in hits]},
+        )
+        return {
+            "SearchedFaceId": face_id,
+            "FaceMatches": [ops.match_json(h) for h in hits],
+            "FaceModelVersion": info.model,
+        }

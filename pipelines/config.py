@@ -1,0 +1,329 @@
+"""Configuration of stream processors, their sources, tracking and sinks (pydantic v2).
+
+Validators validate; they never touch the network or the disk. Whether a local file lies
+under an allowed media directory is checked when the source opens (that needs the disk).
+Every URL and token is a :class:`SecretStr`: a camera URL often carries a password.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from facestream.config import EmbeddingServiceConfig
+
+#: Schemes a stream source may use, by source kind. Anything else is refused.
+ALLOWED_SCHEMES: dict[str, tuple[str, ...]] = {
+    "rtsp": ("rtsp", "rtsps"),
+    "hls": ("http", "https"),
+    "mpegts": ("tcp", "udp"),
+    "kinesis-video": ("http", "https"),
+}
+PROCESSOR_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_url(url: SecretStr, kind: str) -> SecretStr:
+    raw = url.get_secret_value()
+    if any(ord(c) < 32 or c.isspace() for c in raw):
+        raise ValueError(f"{kind} source URL must not contain whitespace or control characters")
+    scheme = urlsplit(raw).scheme.lower()
+    allowed = ALLOWED_SCHEMES[kind]
+    if scheme not in allowed:
+        # The scheme alone is safe to show; the rest may hold a password.
+        raise ValueError(f"{kind} source URL scheme {scheme!r} is not allowed; expected one of {allowed}")
+    if not urlsplit(raw).hostname:
+        raise ValueError(f"{kind} source URL has no host")
+    return url
+
+
+class _NetworkSource(_Model):
+    end_of_stream: Literal["reconnect", "stop"] = Field(
+        "reconnect",
+        description="when the source ends: reconnect (a camera that restarted) or stop (a finite "
+        "recording, e.g. an HLS VOD playlist)",
+    )
+    realtime: bool = Field(
+        False,
+        description="pace decoding by timestamps: for sources that deliver faster than real time "
+        "(VOD playlists, ON_DEMAND Kinesis playback); live sources pace themselves",
+    )
+
+
+class RtspSource(_NetworkSource):
+    kind: Literal["rtsp"] = "rtsp"
+    url: SecretStr = Field(
+        description="rtsp:// or rtsps:// URL; user:password@ in it is masked everywhere it is shown",
+        min_length=10,
+        max_length=2048,
+    )
+    transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTP transport: tcp (interleaved, survives NAT and loss) or udp"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        return _check_url(v, "rtsp")
+
+
+class HlsSource(_NetworkSource):
+    kind: Literal["hls"] = "hls"
+    url: SecretStr = Field(
+        description="http(s):// URL of an HLS playlist (.m3u8) or a progressive stream",
+        min_length=10,
+        max_length=4096,
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        return _check_url(v, "hls")
+
+
+class MpegTsSource(_NetworkSource):
+    kind: Literal["mpegts"] = "mpegts"
+    url: SecretStr = Field(
+        description="tcp://HOST:PORT (we connect) or udp://HOST:PORT (we listen) carrying MPEG-TS",
+        min_length=9,
+        max_length=1024,
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        return _check_url(v, "mpegts")
+
+
+class FileSource(_Model):
+    kind: Literal["file"] = "file"
+    path: Path = Field(description="local video file; must lie under an allowed media directory")
+    loop: bool = Field(False, description="start again at the end (replay as if it were a camera)")
+    realtime: bool = Field(
+        False,
+        description="pace decoding by timestamps and drop frames like a live camera; False decodes "
+        "as fast as inference allows and waits for it instead of dropping (lossless replay)",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: Path) -> Path:
+        if any(ord(c) < 32 for c in str(v)):
+            raise ValueError("file source path must not contain control characters")
+        return v
+
+
+class KinesisVideoSource(_NetworkSource):
+    """Amazon Kinesis Video Streams, read through its HLS session URL.
+
+    With ``hls_session_url`` unset, the URL is requested with boto3's
+    ``kinesis-video-archived-media`` ``get_hls_streaming_session_url`` when the source opens
+    (needs boto3 and AWS credentials in the usual places); the URL then expires after
+    ``session_expires_s`` and is fetched again on reconnect.
+    """
+
+    kind: Literal["kinesis-video"] = "kinesis-video"
+    stream_name: str = Field(description="Kinesis video stream name", pattern=r"^[a-zA-Z0-9_.\-]{1,256}$")
+    region: str = Field("us-east-1", description="AWS region", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    playback_mode: Literal["LIVE", "LIVE_REPLAY", "ON_DEMAND"] = Field(
+        "LIVE", description="HLS playback mode"
+    )
+    session_expires_s: int = Field(3600, ge=300, le=43200, description="HLS session URL lifetime")
+    hls_session_url: SecretStr | None = Field(
+        None, description="an HLS session URL already obtained (it embeds a session token: a secret)"
+    )
+
+    @field_validator("hls_session_url")
+    @classmethod
+    def _url(cls, v: SecretStr | None) -> SecretStr | None:
+        return None if v is None else _check_url(v, "kinesis-video")
+
+
+SourceConfig = Annotated[
+    RtspSource | HlsSource | MpegTsSource | FileSource | KinesisVideoSource, Field(discriminator="kind")
+]
+
+
+class ReconnectConfig(_Model):
+    open_timeout_s: float = Field(10.0, gt=0.0, le=120.0, description="timeout to open a source")
+    stall_timeout_s: float = Field(
+        5.0, gt=0.0, le=120.0, description="no packet for this long means the source stalled"
+    )
+    initial_backoff_s: float = Field(0.5, gt=0.0, le=60.0, description="first wait before reconnecting")
+    max_backoff_s: float = Field(10.0, gt=0.0, le=600.0, description="cap of the exponential backoff")
+    jitter_ratio: float = Field(
+        0.2, ge=0.0, le=1.0, description="each wait is scaled by a random factor in [1-r, 1+r]"
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, le=1_000_000, description="consecutive failed attempts before FAILED; None: forever"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> ReconnectConfig:
+        if self.initial_backoff_s > self.max_backoff_s:
+            raise ValueError(
+                f"initial_backoff_s {self.initial_backoff_s} > max_backoff_s {self.max_backoff_s}"
+            )
+        return self
+
+
+class TrackerConfig(_Model):
+    iou_min: float = Field(0.25, ge=0.0, le=1.0, description="box overlap that links a face to a track")
+    cosine_link_min: float = Field(
+        0.55, ge=-1.0, le=1.0, description="embedding cosine that links a face to a track without overlap"
+    )
+    cosine_veto: float = Field(
+        0.3, ge=-1.0, le=1.0, description="below this cosine an overlapping face starts a new track"
+    )
+    max_gap_s: float = Field(1.5, gt=0.0, le=60.0, description="a track unseen this long (stream time) ends")
+    min_face_px: int = Field(28, ge=8, le=1024, description="smaller faces are tracked but never searched")
+    research_quality_gain: float = Field(
+        1.25,
+        ge=1.0,
+        le=10.0,
+        description="search again when a face this many times better than the last searched arrives",
+    )
+    max_searches_per_track: int = Field(6, ge=1, le=1000, description="store searches per track at most")
+    search_margin: float = Field(
+        15.0,
+        ge=0.0,
+        le=100.0,
+        description="searches return hits down to threshold minus this, so the per-track aggregate "
+        "sees weak evidence too; events still need the aggregate at or above the threshold",
+    )
+
+
+class JsonlSinkConfig(_Model):
+    kind: Literal["jsonl"] = "jsonl"
+    path: Path = Field(description="append match records here, one JSON object per line")
+
+
+class WebhookSinkConfig(_Model):
+    kind: Literal["webhook"] = "webhook"
+    url: SecretStr = Field(
+        description="http(s) endpoint receiving one POST per record", min_length=10, max_length=2048
+    )
+    bearer_token: SecretStr | None = Field(None, description="sent as 'Authorization: Bearer ...'")
+    timeout_s: float = Field(5.0, gt=0.0, le=120.0, description="per request")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: SecretStr) -> SecretStr:
+        scheme = urlsplit(v.get_secret_value()).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"webhook URL scheme {scheme!r} is not allowed; expected http or https")
+        return v
+
+
+class EventStoreSinkConfig(_Model):
+    kind: Literal["event-store"] = "event-store"
+    path: Path = Field(description="SQLite file of the queryable event store")
+
+
+SinkConfig = Annotated[
+    JsonlSinkConfig | WebhookSinkConfig | EventStoreSinkConfig, Field(discriminator="kind")
+]
+
+
+class DeliveryConfig(_Model):
+    initial_backoff_s: float = Field(0.5, gt=0.0, le=60.0, description="first wait after a failed delivery")
+    max_backoff_s: float = Field(30.0, gt=0.0, le=3600.0, description="cap of the delivery backoff")
+    batch_records: int = Field(64, ge=1, le=10_000, description="records taken from the spool per attempt")
+    drain_timeout_s: float = Field(
+        5.0, ge=0.0, le=600.0, description="on stop, keep delivering this long; the rest stays spooled"
+    )
+
+
+class ProcessorSettings(_Model):
+    """One stream processor: a source searched against one collection (CreateStreamProcessor)."""
+
+    name: str = Field(description="unique processor name", min_length=1, max_length=128)
+    source: SourceConfig
+    collection: str = Field(description="face collection (watchlist) to search", min_length=1, max_length=255)
+    purpose: str = Field(
+        description="why this stream is searched; audited with every match", min_length=1, max_length=500
+    )
+    threshold: float = Field(80.0, ge=0.0, le=100.0, description="FaceMatchThreshold (Similarity 0-100)")
+    max_matches: int = Field(3, ge=1, le=100, description="matched faces per search")
+    analysis_fps: float = Field(5.0, gt=0.0, le=120.0, description="frames per second sent to analysis")
+    keyframes_only: bool = Field(False, description="decode key frames only (cheapest; ~1 per GOP)")
+    max_in_flight: int = Field(2, ge=1, le=64, description="frames awaiting inference per stream at most")
+    inference_timeout_s: float = Field(60.0, gt=0.0, le=600.0, description="per frame")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    tracking: TrackerConfig = Field(default_factory=TrackerConfig)
+    sinks: tuple[SinkConfig, ...] = Field((), max_length=16, description="where match records go")
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    actor_num_cpus: float = Field(0.25, ge=0.0, le=16.0, description="CPUs reserved by the decode actor")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not PROCESSOR_NAME.fullmatch(v):
+            raise ValueError(f"processor name {v!r}: expected 1-128 of [A-Za-z0-9_.-]")
+        return v
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, v: str) -> str:
+        if not COLLECTION_NAME.fullmatch(v):
+            raise ValueError(f"collection name {v!r}: expected 1-255 of [A-Za-z0-9_.-]")
+        return v
+
+    @field_validator("purpose")
+    @classmethod
+    def _purpose(cls, v: str) -> str:
+        if not v.strip() or any(ord(c) < 32 for c in v):
+            raise ValueError("purpose must be non-blank text without control characters")
+        return v.strip()
+
+
+class RuntimeConfig(_Model):
+    """Where a fleet runs: state, store, audit, the shared face deployment."""
+
+    home: Path = Field(Path("var/facestream"), description="state directory (registry, spools)")
+    store_uri: str | None = Field(
+        None, description="Milvus Lite *.db or http://HOST:PORT; None: <home>/milvus.db", max_length=4096
+    )
+    audit_path: Path | None = Field(None, description="audit log; None: <home>/audit.jsonl")
+    media_dirs: tuple[Path, ...] = Field(
+        (), max_length=64, description="directories file sources may read from; empty: the working directory"
+    )
+    ray_address: str | None = Field(
+        None, description="Ray address; None: the job's cluster or a local Ray", max_length=512
+    )
+    app_name: str = Field("facestream-faces", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="Serve app name")
+    embedding: EmbeddingServiceConfig = Field(default_factory=EmbeddingServiceConfig)
+
+    @property
+    def resolved_store_uri(self) -> str:
+        return self.store_uri or str(self.home / "milvus.db")
+
+    @property
+    def resolved_audit_path(self) -> Path:
+        return self.audit_path or self.home / "audit.jsonl"
+
+
+class FleetConfig(_Model):
+    """The file given to ``python -m pipelines.stream --config FILE`` (YAML or JSON)."""
+
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    processors: tuple[ProcessorSettings, ...] = Field(max_length=1000, description="processors to run")
+    duration_s: float | None = Field(
+        None, gt=0.0, le=10_000_000.0, description="stop after this long; None: until stopped or sources end"
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> FleetConfig:
+        names = [p.name for p in self.processors]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"processor names must be unique; repeated: {dup}")
+        return self

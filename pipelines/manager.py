@@ -1,0 +1,294 @@
+"""Stream processors: create / start / stop / describe / list / delete, persisted.
+
+The registry (``<home>/stream_processors.json``, mode 0600: it holds camera URLs with their
+passwords) keeps each processor's settings and whether it should be running. A manager
+started again on the same home (a restarted job) resumes every processor that was running.
+Each running processor is one Ray actor (:func:`pipelines.worker.spawn`); they share one
+face deployment and one store actor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from facestream.audit import Actor, AuditLog
+from facestream.errors import CollectionExists, InvalidParameter, ResourceNotFound
+from pipelines.config import ProcessorSettings, RuntimeConfig
+from pipelines.urls import check_source, describe_source, media_dirs_from_env
+from pipelines.worker import WorkerContext, spawn
+
+log = logging.getLogger(__name__)
+
+RUNNING, STOPPED = "RUNNING", "STOPPED"
+
+
+def _reveal(obj: Any) -> Any:
+    """A settings dump with secrets in clear text (for the 0600 registry only)."""
+    if isinstance(obj, SecretStr):
+        return obj.get_secret_value()
+    if isinstance(obj, dict):
+        return {k: _reveal(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_reveal(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def public_settings(settings: ProcessorSettings) -> dict[str, Any]:
+    """Settings as shown to users: secrets masked, the source described without credentials."""
+    out: dict[str, Any] = settings.model_dump(mode="json")
+    out["source"] = {"kind": settings.source.kind, "display": describe_source(settings.source)}
+    return out
+
+
+class ProcessorRegistry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        lock_path = self.path.with_suffix(".lock")
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                data = self._read()
+                yield data
+                self._write(data)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"version": 1, "processors": {}}
+        data: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))
+        return data
+
+    def _write(self, data: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def put(self, settings: ProcessorSettings, *, desired: str, created_by: Actor, replace: bool) -> None:
+        with self._locked() as data:
+            procs = data["processors"]
+            if settings.name in procs and not replace:
+                raise CollectionExists(f"stream processor {settings.name!r} already exists")
+            prev = procs.get(settings.name, {})
+            procs[settings.name] = {
+                "settings": _reveal(settings.model_dump(mode="python")),
+                "desired": desired,
+                "created_ms": prev.get("created_ms", int(time.time() * 1000)),
+                "created_by": {"key_id": created_by.key_id, "role": created_by.role},
+                "last_status": prev.get("last_status", {"Status": STOPPED, "StatusMessage": "created"}),
+            }
+
+    def update(self, name: str, **fields: Any) -> None:
+        with self._locked() as data:
+            if name in data["processors"]:
+                data["processors"][name].update(fields)
+
+    def remove(self, name: str) -> None:
+        with self._locked() as data:
+            data["processors"].pop(name, None)
+
+    def get(self, name: str) -> dict[str, Any]:
+        entry = self._read()["processors"].get(name)
+        if entry is None:
+            raise ResourceNotFound(f"stream processor {name!r} does not exist")
+        return dict(entry)
+
+    def settings(self, name: str) -> ProcessorSettings:
+        return ProcessorSettings.model_validate(self.get(name)["settings"])
+
+    def names(self) -> list[str]:
+        return sorted(self._read()["processors"])
+
+
+class StreamProcessorManager:
+    """Owns the processors' actors in this driver; state persists in the registry."""
+
+    def __init__(self, runtime: RuntimeConfig, face_handle: Any, store: Any) -> None:
+        self.runtime = runtime
+        self.face = face_handle
+        self.store = store
+        self.registry = ProcessorRegistry(runtime.home / "stream_processors.json")
+        self.audit = AuditLog(runtime.resolved_audit_path)
+        self.media_dirs = list(runtime.media_dirs) or media_dirs_from_env([Path.cwd(), runtime.home])
+        self._actors: dict[str, Any] = {}
+
+    def create(self, settings: ProcessorSettings, actor: Actor, *, replace: bool = False) -> dict[str, Any]:
+        check_source(settings.source, self.media_dirs)
+        if settings.name in self._actors:
+            raise InvalidParameter(f"stream processor {settings.name!r} is running; stop it first")
+        self.registry.put(settings, desired=STOPPED, created_by=actor, replace=replace)
+        self.audit.append(
+            actor=actor,
+            operation="CreateStreamProcessor",
+            purpose=settings.purpose,
+            inputs={"name": settings.name, "settings": public_settings(settings)},
+        )
+        return self.describe(settings.name)
+
+    def start(self, name: str, actor: Actor) -> dict[str, Any]:
+        settings = self.registry.settings(name)
+        if name in self._actors:
+            return self.describe(name)
+        entry = self.registry.get(name)
+        creator = entry["created_by"]
+        ctx = WorkerContext(
+            home=self.runtime.home.resolve(),
+            audit_path=self.runtime.resolved_audit_path.resolve(),
+            media_dirs=tuple(d.resolve() for d in self.media_dirs),
+            actor_key_id=str(creator["key_id"]),
+            actor_role=str(creator["role"]),
+        )
+        # Audited before the first frame is read: a stream is an ongoing identification.
+        self.audit.append(
+            actor=actor,
+            operation="StartStreamProcessor",
+            purpose=settings.purpose,
+            inputs={
+                "name": name,
+                "source": describe_source(settings.source),
+                "collection": settings.collection,
+                "threshold": settings.threshold,
+            },
+        )
+        handle = spawn(settings, self.face, self.store, ctx)
+        self._actors[name] = handle
+        import ray
+
+        status = ray.get(handle.start.remote(), timeout=60)
+        self.registry.update(name, desired=RUNNING, last_status=_brief(status))
+        return dict(status)
+
+    def stop(self, name: str, actor: Actor, timeout_s: float = 60.0) -> dict[str, Any]:
+        import ray
+
+        self.registry.get(name)  # unknown name: ResourceNotFound
+        handle = self._actors.pop(name, None)
+        status: dict[str, Any] = {"Name": name, "Status": STOPPED, "StatusMessage": "not running"}
+        if handle is not None:
+            try:
+                status = ray.get(handle.stop.remote(timeout_s), timeout=timeout_s + 10)
+            finally:
+                ray.kill(handle)
+        self.registry.update(name, desired=STOPPED, last_status=_brief(status))
+        self.audit.append(
+            actor=actor,
+            operation="StopStreamProcessor",
+            inputs={"name": name},
+            results={"status": status.get("Status"), "events": status.get("Events", 0)},
+        )
+        return status
+
+    def describe(self, name: str) -> dict[str, Any]:
+        import ray
+
+        entry = self.registry.get(name)
+        settings = ProcessorSettings.model_validate(entry["settings"])
+        out: dict[str, Any] = {
+            "Name": name,
+            "Settings": public_settings(settings),
+            "CreationTimestamp": entry["created_ms"] / 1000.0,
+            "Desired": entry["desired"],
+        }
+        handle = self._actors.get(name)
+        if handle is not None:
+            try:
+                out.update(ray.get(handle.status.remote(), timeout=30))
+                return out
+            except Exception as exc:  # the actor died: report what we knew last
+                out.update(
+                    {"Status": "FAILED", "StatusMessage": f"processor actor lost: {type(exc).__name__}"}
+                )
+                return out
+        out.update(entry["last_status"])
+        return out
+
+    def list_all(self) -> list[dict[str, Any]]:
+        return [{"Name": n, "Status": self.describe(n)["Status"]} for n in self.registry.names()]
+
+    def delete(self, name: str, actor: Actor) -> None:
+        if name in self._actors:
+            self.stop(name, actor)
+        self.registry.get(name)
+        self.registry.remove(name)
+        self.audit.append(actor=actor, operation="DeleteStreamProcessor", inputs={"name": name})
+
+    def resume(self, actor: Actor) -> list[str]:
+        """Start every processor whose persisted state says it should run."""
+        started = []
+        for name in self.registry.names():
+            if self.registry.get(name)["desired"] == RUNNING and name not in self._actors:
+                log.info("resuming stream processor %s", name, extra={"stream_id": name})
+                self.start(name, actor)
+                started.append(name)
+        return started
+
+    def running(self) -> list[str]:
+        return sorted(self._actors)
+
+    def handle(self, name: str) -> Any:
+        return self._actors[name]
+
+    def wait(self, names: list[str], timeout_s: float) -> list[str]:
+        """Wait until the named processors finish (or ``timeout_s``); returns those finished."""
+        import ray
+
+        deadline = time.monotonic() + timeout_s
+        finished: list[str] = []
+        for n in names:
+            h = self._actors.get(n)
+            if h is None:
+                finished.append(n)
+                continue
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if ray.get(h.wait.remote(min(left, 5.0)), timeout=min(left, 5.0) + 30):
+                    finished.append(n)
+                    # It ended by itself (file over, or failed): a resumed job must not rerun it.
+                    status = ray.get(h.status.remote(), timeout=30)
+                    self.registry.update(n, desired=STOPPED, last_status=_brief(status))
+                    break
+        return finished
+
+    def shutdown(self, actor: Actor, timeout_s: float = 60.0) -> None:
+        """Stop every running processor of this driver, keeping their desired state for resume."""
+        import ray
+
+        for name in list(self._actors):
+            handle = self._actors.pop(name)
+            try:
+                status = ray.get(handle.stop.remote(timeout_s), timeout=timeout_s + 10)
+                self.registry.update(name, last_status=_brief(status))
+            finally:
+                ray.kill(handle)
+
+
+def _brief(status: dict[str, Any]) -> dict[str, Any]:
+    return {"Status": status.get("Status"), "StatusMessage": status.get("StatusMessage")}

@@ -1,0 +1,261 @@
+"""The FastAPI app: the Rekognition wire protocol at ``POST /`` and the native API at ``/v1``.
+
+- ``POST /`` with ``X-Amz-Target: RekognitionService.<Operation>``, a JSON 1.1 body and an
+  AWS Signature V4 ``Authorization`` header: what an unmodified boto3 client sends.
+  Errors are ``{"__type": code, "message": ...}`` with ``x-amzn-ErrorType``.
+- ``POST /v1/<Operation>`` with a JSON body (images as base64 ``Bytes``) or
+  ``POST /v1/<Operation>/upload`` (multipart: the image file(s) plus a ``request`` JSON part),
+  ``Authorization: Bearer <AccessKeyId>:<SecretAccessKey>``. Errors are
+  ``{"error": {"code", "message"}}``.
+- ``GET /healthz``: the only unauthenticated route.
+
+Searches carry their purpose in the ``X-Facestream-Purpose`` header on both faces.
+No error answer ever holds a traceback: unexpected failures are logged with an id and
+answered 500 ``InternalServerError`` naming only that id.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
+# and the per-operation body models are closure variables.
+
+import base64
+import json
+import logging
+import uuid
+from typing import Annotated, Any, cast
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facestream.errors import FacestreamError, InvalidParameter
+from serve.errors import InternalServerError, RequestTooLarge, Serialization, UnknownOperation
+from serve.service import ApiService, Operation, Principal
+from serve.sigv4 import SignedRequest
+
+log = logging.getLogger(__name__)
+
+AMZ_JSON = "application/x-amz-json-1.1"
+TARGET_PREFIX = "RekognitionService."
+_IMAGE_FIELDS = ("Image", "SourceImage", "TargetImage")
+
+
+def _wire_error(exc: FacestreamError) -> Response:
+    return Response(
+        content=json.dumps({"__type": exc.code, "message": exc.message}),
+        status_code=exc.http_status,
+        media_type=AMZ_JSON,
+        headers={"x-amzn-ErrorType": exc.code, "x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+def _native_error(exc: FacestreamError) -> JSONResponse:
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status)
+
+
+def _internal(exc: BaseException) -> FacestreamError:
+    incident = uuid.uuid4().hex[:12]
+    log.error("internal error %s: %s", incident, type(exc).__name__, exc_info=exc)
+    return InternalServerError(f"internal error (incident {incident}); the server log has the details")
+
+
+def create_app(service: ApiService) -> FastAPI:
+    """The ASGI app of one API replica, bound to ``service``."""
+    purpose_header = service.config.auth.require_purpose_header
+    max_body = service.limits.max_body_bytes
+    app = FastAPI(
+        title="facestream",
+        version="1",
+        description=(
+            "Self-hosted face search with accountability. Native API: Rekognition operation names, "
+            "fields and defaults; bearer auth `Authorization: Bearer <AccessKeyId>:<SecretAccessKey>`; "
+            f"searches need the `{purpose_header}` header (a case id or reason; it is audited)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            exc = RequestTooLarge(f"request body of {length} bytes is over the limit of {max_body} bytes")
+            target = request.headers.get("x-amz-target")
+            return _wire_error(exc) if target else _native_error(exc)
+        path = request.url.path
+        if path.startswith("/v1/") or path == "/openapi.json":
+            # Who is asking is settled before the body is even parsed: 401 comes first.
+            try:
+                request.state.principal = await run_in_threadpool(
+                    service.authenticate_bearer, request.headers.get("authorization")
+                )
+            except FacestreamError as exc:
+                return _native_error(exc)
+            except Exception as exc:
+                return _native_error(_internal(exc))
+        try:
+            response: Response = await call_next(request)
+        except Exception as exc:  # last line: never a traceback in a body
+            return _native_error(_internal(exc))
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in err.get("loc", ())) or "body"
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        return _native_error(InvalidParameter("; ".join(parts) or "invalid request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NotFoundException", 405: "MethodNotAllowedException"}.get(exc.status_code, "HttpError")
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(FacestreamError)
+    async def _fs_error(request: Request, exc: FacestreamError) -> JSONResponse:
+        return _native_error(exc)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # ── Rekognition wire protocol ───────────────────────────────────────────────────────
+
+    @app.post("/", include_in_schema=False)
+    async def rekognition(request: Request) -> Response:
+        try:
+            body = await request.body()
+            if len(body) > max_body:
+                raise RequestTooLarge(f"request body of {len(body)} bytes is over the limit of {max_body}")
+            target = request.headers.get("x-amz-target", "")
+            if not target.startswith(TARGET_PREFIX):
+                raise UnknownOperation(
+                    f"X-Amz-Target must be '{TARGET_PREFIX}<Operation>', got {target[:100]!r}"
+                )
+            op = service.operation(target[len(TARGET_PREFIX) :])
+            if op is None or not op.rekognition:
+                raise UnknownOperation(f"operation {target[len(TARGET_PREFIX) :][:100]!r} is not supported")
+            signed = SignedRequest(
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query,
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
+                body=body,
+            )
+            principal = await run_in_threadpool(service.authenticate_sigv4, signed)
+            try:
+                params = json.loads(body) if body else {}
+            except (ValueError, UnicodeDecodeError):
+                raise Serialization("the request body is not valid JSON") from None
+            result = await run_in_threadpool(
+                service.call, op, params, principal, request.headers.get(purpose_header)
+            )
+            return Response(content=json.dumps(result), media_type=AMZ_JSON)
+        except FacestreamError as exc:
+            return _wire_error(exc)
+        except Exception as exc:
+            return _wire_error(_internal(exc))
+
+    # ── native API ──────────────────────────────────────────────────────────────────────
+
+    async def _run(request: Request, op: Operation, params: dict[str, Any]) -> JSONResponse:
+        try:
+            principal: Principal = request.state.principal
+            result = await run_in_threadpool(
+                service.call, op, params, principal, request.headers.get(purpose_header)
+            )
+            return JSONResponse(result)
+        except FacestreamError as exc:
+            return _native_error(exc)
+        except Exception as exc:
+            return _native_error(_internal(exc))
+
+    for op in service.operations.values():
+        _add_native_routes(app, op, _run)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(app.openapi())  # the middleware has authenticated the caller
+
+    return app
+
+
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "bad input: {'error': {'code', 'message'}}"},
+    401: {"description": "no, unknown, revoked or wrong credentials"},
+    403: {"description": "the key's role may not call this operation"},
+}
+
+
+def _add_native_routes(app: FastAPI, op: Operation, run: Any) -> None:
+    model = op.model
+    image_fields = [f for f in _IMAGE_FIELDS if f in model.model_fields]
+    doc = f"{op.summary or op.name}. Roles: {', '.join(sorted(r.value for r in op.roles))}." + (
+        " Needs the purpose header." if op.needs_purpose else ""
+    )
+
+    async def endpoint(request: Request, body: model) -> JSONResponse:  # type: ignore[valid-type]
+        params = cast(BaseModel, body).model_dump(mode="json", exclude_none=True)
+        return await run(request, op, params)
+
+    app.add_api_route(
+        f"/v1/{op.name}",
+        endpoint,
+        methods=["POST"],
+        name=op.name,
+        summary=op.name,
+        description=doc,
+        operation_id=op.name,
+        responses=_ERROR_RESPONSES,
+    )
+    if not image_fields:
+        return
+
+    if image_fields == ["Image"]:
+
+        async def upload(
+            request: Request,
+            image: Annotated[UploadFile, File(alias="Image", description="the image")],
+            request_json: Annotated[str, Form(alias="request", description="other fields as JSON")] = "{}",
+        ) -> JSONResponse:
+            return await _upload(request, {"Image": image}, request_json)
+
+    else:
+
+        async def upload(  # type: ignore[misc]
+            request: Request,
+            source_image: Annotated[UploadFile, File(alias="SourceImage", description="source image")],
+            target_image: Annotated[UploadFile, File(alias="TargetImage", description="target image")],
+            request_json: Annotated[str, Form(alias="request", description="other fields as JSON")] = "{}",
+        ) -> JSONResponse:
+            files = {"SourceImage": source_image, "TargetImage": target_image}
+            return await _upload(request, files, request_json)
+
+    async def _upload(request: Request, files: dict[str, UploadFile], request_json: str) -> JSONResponse:
+        try:
+            params = json.loads(request_json)
+        except ValueError:
+            return _native_error(Serialization("the 'request' part is not valid JSON"))
+        if not isinstance(params, dict):
+            return _native_error(Serialization("the 'request' part must be a JSON object"))
+        for name, f in files.items():
+            data = await f.read()
+            params[name] = {"Bytes": base64.b64encode(data).decode("ascii")} if data else {}
+        return await run(request, op, params)
+
+    app.add_api_route(
+        f"/v1/{op.name}/upload",
+        upload,
+        methods=["POST"],
+        name=f"{op.name}Upload",
+        summary=f"{op.name} (multipart upload)",
+        description=doc + " Images as multipart files; other fields as JSON in the 'request' part.",
+        operation_id=f"{op.name}Upload",
+        responses=_ERROR_RESPONSES,
+    )

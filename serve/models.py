@@ -1,0 +1,249 @@
+"""Request bodies of every API operation, with Rekognition's field names, ranges and defaults.
+
+The same models validate the Rekognition wire protocol (``POST /`` + ``X-Amz-Target``) and the
+native API (``POST /v1/<Operation>``), and describe the native API in OpenAPI. Patterns and
+bounds are those of Rekognition's API reference; anything outside them is a 400
+``InvalidParameterException`` naming the field.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: base64 of the largest image any configuration allows (64 MiB), in characters.
+_MAX_B64_CHARS = (64 * 1024 * 1024 + 2) // 3 * 4
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+CollectionIdT = Annotated[
+    str, Field(min_length=1, max_length=255, pattern=r"^[a-zA-Z0-9_.\-]+$", description="collection name")
+]
+FaceIdT = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        description="face id (lowercase UUID)",
+    ),
+]
+UserIdT = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.\-:]+$", description="user id")
+]
+ExternalImageIdT = Annotated[
+    str,
+    Field(min_length=1, max_length=255, pattern=r"^[a-zA-Z0-9_.\-:]+$", description="caller's image label"),
+]
+ClientRequestTokenT = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-zA-Z0-9\-_]+$",
+        description="accepted for compatibility; requests are not deduplicated by it",
+    ),
+]
+ThresholdT = Annotated[float, Field(ge=0.0, le=100.0, description="Similarity 0-100")]
+NextTokenT = Annotated[
+    str, Field(min_length=1, max_length=1024, description="token from the previous page's NextToken")
+]
+
+
+class QualityFilterName(StrEnum):
+    NONE = "NONE"
+    AUTO = "AUTO"
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class Attribute(StrEnum):
+    DEFAULT = "DEFAULT"
+    ALL = "ALL"
+
+
+class S3ObjectModel(_Req):
+    """Rekognition's S3 location, read here from a configured local image root."""
+
+    Bucket: str = Field(
+        min_length=3, max_length=255, pattern=r"^[0-9A-Za-z.\-_]+$", description="name of an image root"
+    )
+    Name: str = Field(min_length=1, max_length=1024, description="path of the image inside the root")
+    Version: str | None = Field(
+        None, min_length=1, max_length=1024, description="ignored (no object versions)"
+    )
+
+
+class ImageModel(_Req):
+    """An image: base64 ``Bytes`` (at most 5 MB decoded) or an ``S3Object`` (at most 15 MB)."""
+
+    Bytes: str | None = Field(
+        None, min_length=1, max_length=_MAX_B64_CHARS, description="base64 of a JPEG/PNG/WebP/BMP/GIF/TIFF"
+    )
+    S3Object: S3ObjectModel | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ImageModel:
+        if (self.Bytes is None) == (self.S3Object is None):
+            raise ValueError("Image needs exactly one of Bytes and S3Object")
+        return self
+
+
+# ── collections ──────────────────────────────────────────────────────────────────────────
+
+
+class CreateCollectionRequest(_Req):
+    CollectionId: CollectionIdT
+    Tags: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=256)]] | None = Field(
+        None, max_length=200, description="accepted; not stored"
+    )
+
+
+class DeleteCollectionRequest(_Req):
+    CollectionId: CollectionIdT
+
+
+class ListCollectionsRequest(_Req):
+    NextToken: NextTokenT | None = None
+    MaxResults: int | None = Field(None, ge=0, le=4096, description="page size; 0 or absent: 1000")
+
+
+class DescribeCollectionRequest(_Req):
+    CollectionId: CollectionIdT
+
+
+# ── faces ────────────────────────────────────────────────────────────────────────────────
+
+
+class IndexFacesRequest(_Req):
+    CollectionId: CollectionIdT
+    Image: ImageModel
+    ExternalImageId: ExternalImageIdT | None = None
+    DetectionAttributes: list[Attribute] | None = Field(
+        None, max_length=16, description="DEFAULT (ALL is accepted and returns the DEFAULT set)"
+    )
+    MaxFaces: int | None = Field(None, ge=1, le=4096, description="index at most this many (largest) faces")
+    QualityFilter: QualityFilterName = QualityFilterName.AUTO
+
+
+class ListFacesRequest(_Req):
+    CollectionId: CollectionIdT
+    NextToken: NextTokenT | None = None
+    MaxResults: int | None = Field(None, ge=0, le=4096, description="page size; 0 or absent: 1000")
+    UserId: UserIdT | None = None
+    FaceIds: list[FaceIdT] | None = Field(None, min_length=1, max_length=4096)
+
+
+class DeleteFacesRequest(_Req):
+    CollectionId: CollectionIdT
+    FaceIds: list[FaceIdT] = Field(min_length=1, max_length=4096)
+
+
+class SearchFacesRequest(_Req):
+    CollectionId: CollectionIdT
+    FaceId: FaceIdT
+    MaxFaces: int = Field(10, ge=1, le=4096)
+    FaceMatchThreshold: ThresholdT = 80.0
+
+
+class SearchFacesByImageRequest(_Req):
+    CollectionId: CollectionIdT
+    Image: ImageModel
+    MaxFaces: int = Field(10, ge=1, le=4096)
+    FaceMatchThreshold: ThresholdT = 80.0
+    QualityFilter: QualityFilterName = QualityFilterName.NONE
+
+
+class CompareFacesRequest(_Req):
+    SourceImage: ImageModel
+    TargetImage: ImageModel
+    SimilarityThreshold: ThresholdT = 80.0
+    QualityFilter: QualityFilterName = QualityFilterName.NONE
+
+
+class DetectFacesRequest(_Req):
+    Image: ImageModel
+    Attributes: list[Attribute] | None = Field(
+        None, max_length=16, description="DEFAULT (ALL is accepted and returns the DEFAULT set)"
+    )
+
+
+# ── users ────────────────────────────────────────────────────────────────────────────────
+
+
+class CreateUserRequest(_Req):
+    CollectionId: CollectionIdT
+    UserId: UserIdT
+    ClientRequestToken: ClientRequestTokenT | None = None
+
+
+class DeleteUserRequest(_Req):
+    CollectionId: CollectionIdT
+    UserId: UserIdT
+    ClientRequestToken: ClientRequestTokenT | None = None
+
+
+class ListUsersRequest(_Req):
+    CollectionId: CollectionIdT
+    MaxResults: int | None = Field(None, ge=1, le=500)
+    NextToken: NextTokenT | None = None
+
+
+class AssociateFacesRequest(_Req):
+    CollectionId: CollectionIdT
+    UserId: UserIdT
+    FaceIds: list[FaceIdT] = Field(min_length=1, max_length=100)
+    UserMatchThreshold: ThresholdT = 75.0
+    ClientRequestToken: ClientRequestTokenT | None = None
+
+
+class DisassociateFacesRequest(_Req):
+    CollectionId: CollectionIdT
+    UserId: UserIdT
+    FaceIds: list[FaceIdT] = Field(min_length=1, max_length=100)
+    ClientRequestToken: ClientRequestTokenT | None = None
+
+
+class SearchUsersRequest(_Req):
+    CollectionId: CollectionIdT
+    UserId: UserIdT | None = None
+    FaceId: FaceIdT | None = None
+    UserMatchThreshold: ThresholdT = 80.0
+    MaxUsers: int = Field(10, ge=1, le=500)
+
+
+class SearchUsersByImageRequest(_Req):
+    CollectionId: CollectionIdT
+    Image: ImageModel
+    UserMatchThreshold: ThresholdT = 80.0
+    MaxUsers: int = Field(10, ge=1, le=500)
+    QualityFilter: QualityFilterName = QualityFilterName.NONE
+
+
+# ── facestream-only: keys and the audit log (native API) ─────────────────────────────────
+
+
+class CreateAccessKeyRequest(_Req):
+    Role: Literal["admin", "indexer", "searcher", "auditor", "viewer"]
+    Description: str = Field("", max_length=200, pattern=r"^[ -~]*$", description="printable ASCII")
+
+
+class ListAccessKeysRequest(_Req):
+    pass
+
+
+class RevokeAccessKeyRequest(_Req):
+    AccessKeyId: str = Field(pattern=r"^[A-Z0-9]{16,128}$")
+
+
+class QueryAuditLogRequest(_Req):
+    Operation: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z]+$")
+    AccessKeyId: str | None = Field(None, max_length=128, pattern=r"^[A-Za-z0-9:_.\-]+$")
+    PurposeContains: str | None = Field(None, min_length=1, max_length=500)
+    SinceMs: int | None = Field(None, ge=0, le=2**62)
+    UntilMs: int | None = Field(None, ge=0, le=2**62)
+    MaxResults: int = Field(1000, ge=1, le=10_000)

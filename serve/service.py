@@ -1,0 +1,455 @@
+"""The API's one dispatch table: authentication, roles, validation, images, then the operation.
+
+Both faces of the API (the Rekognition wire protocol and the native ``/v1`` REST API) end in
+:meth:`ApiService.call`, so they share every check, every answer and every audit entry.
+This module has no HTTP in it; :mod:`serve.http` maps requests and errors onto it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from facestream.audit import Actor, AuditLog
+from facestream.errors import FacestreamError, ImageTooLarge, InvalidParameter, PermissionDenied
+from facestream.imageio import LoadedImage, decode_image, load_image_file
+from facestream.operations import Analyzer, FaceOperations
+from facestream.store import FaceStore, StoreConfig
+from models.quality import QualityFilter
+from serve import models as m
+from serve.config import ApiConfig
+from serve.errors import InvalidPaginationToken, InvalidS3Object, MissingAuthentication, UnrecognizedClient
+from serve.keys import KeyStore, Role, load_master_key
+from serve.sigv4 import SignedRequest, verify
+
+log = logging.getLogger(__name__)
+
+SIGV4_SERVICE = "rekognition"
+ALL_ROLES = frozenset(Role)
+
+
+@dataclass(frozen=True)
+class Principal:
+    access_key_id: str
+    role: Role
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(key_id=self.access_key_id, role=self.role.value)
+
+
+Handler = Callable[["ApiService", Any, Principal, str | None], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    model: type[BaseModel]
+    roles: frozenset[Role]
+    handler: Handler
+    needs_purpose: bool = False
+    summary: str = ""
+    #: served on the Rekognition wire protocol too (False: native API only)
+    rekognition: bool = True
+
+
+def _roles(*roles: Role) -> frozenset[Role]:
+    return frozenset(roles)
+
+
+VIEW = ALL_ROLES
+ADMIN = _roles(Role.ADMIN)
+INDEX = _roles(Role.INDEXER)
+SEARCH = _roles(Role.SEARCHER)
+AUDIT = _roles(Role.AUDITOR)
+
+
+def _qf(value: m.QualityFilterName) -> QualityFilter:
+    return QualityFilter(value.value)
+
+
+class ApiService:
+    """State of one API replica: the store, the audit log, the key store, the operations."""
+
+    def __init__(
+        self, config: ApiConfig, analyzer: Analyzer, *, extra_operations: list[Operation] | None = None
+    ):
+        self.config = config
+        self.limits = config.limits
+        home = config.home
+        master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
+        self.keys = KeyStore(config.resolved_keys_path, load_master_key(home, master, create=True))
+        self.store = FaceStore(
+            StoreConfig(
+                uri=config.resolved_store_uri,
+                token=config.store_token,
+                pagination_secret=config.pagination_secret,
+            )
+        )
+        self.audit = AuditLog(config.resolved_audit_path)
+        self.ops = FaceOperations(analyzer, self.store, self.audit)
+        self.operations: dict[str, Operation] = {op.name: op for op in OPERATIONS}
+        for op in extra_operations or []:
+            self.operations[op.name] = op
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ── authentication and authorisation ────────────────────────────────────────────────
+
+    def authenticate_sigv4(self, req: SignedRequest) -> Principal:
+        roles: dict[str, Role] = {}
+
+        def lookup(key_id: str) -> str | None:
+            found = self.keys.active_secret(key_id)
+            if found is None:
+                return None
+            roles[key_id] = found[0].role
+            return found[1]
+
+        skew = self.config.auth.max_clock_skew_s
+        v = verify(
+            req,
+            service=SIGV4_SERVICE,
+            lookup_secret=lookup,
+            # Remembered for twice the skew: a date up to +skew ahead stays valid that long.
+            remember=lambda sig: self.keys.remember_signature(sig, 2 * skew * 1000),
+            max_skew_s=skew,
+        )
+        return Principal(v.access_key_id, roles[v.access_key_id])
+
+    def authenticate_bearer(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise MissingAuthentication(
+                "missing Authorization header; expected 'Bearer <AccessKeyId>:<SecretAccessKey>'"
+            )
+        scheme, _, token = authorization.partition(" ")
+        key_id, sep, secret = token.strip().partition(":")
+        if scheme.lower() != "bearer" or not sep or not key_id or not secret or len(token) > 512:
+            raise MissingAuthentication(
+                "Authorization header must be 'Bearer <AccessKeyId>:<SecretAccessKey>'"
+            )
+        info = self.keys.verify_bearer(key_id, secret)
+        if info is None:
+            raise UnrecognizedClient("the access key is unknown or revoked, or the secret is wrong")
+        return Principal(info.access_key_id, info.role)
+
+    def authorize(self, principal: Principal, op: Operation) -> None:
+        if principal.role not in op.roles:
+            allowed = ", ".join(sorted(r.value for r in op.roles))
+            self.audit.append(actor=principal.actor, operation="AccessDenied", inputs={"operation": op.name})
+            raise PermissionDenied(
+                f"role {principal.role.value!r} of key {principal.access_key_id} may not call "
+                f"{op.name}; allowed roles: {allowed}"
+            )
+
+    # ── dispatch ────────────────────────────────────────────────────────────────────────
+
+    def operation(self, name: str) -> Operation | None:
+        return self.operations.get(name)
+
+    def call(
+        self, op: Operation, params: object, principal: Principal, purpose: str | None
+    ) -> dict[str, Any]:
+        """Authorise, validate ``params`` (a JSON object) and run ``op``."""
+        self.authorize(principal, op)
+        if not isinstance(params, dict):
+            raise InvalidParameter(f"{op.name}: the request body must be a JSON object")
+        try:
+            req = op.model.model_validate(params)
+        except ValidationError as exc:
+            raise InvalidParameter(f"{op.name}: {validation_message(exc)}") from None
+        if op.needs_purpose:
+            from facestream.operations import check_purpose
+
+            purpose = check_purpose(purpose)
+        return op.handler(self, req, principal, purpose)
+
+    # ── images ──────────────────────────────────────────────────────────────────────────
+
+    def image(self, img: m.ImageModel, what: str = "Image") -> LoadedImage:
+        lim = self.limits
+        if img.Bytes is not None:
+            if len(img.Bytes) > (lim.max_image_bytes + 2) // 3 * 4 + 4:
+                raise ImageTooLarge(
+                    f"{what}.Bytes: over the limit of {lim.max_image_bytes} bytes of image data"
+                )
+            try:
+                data = base64.b64decode(img.Bytes, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidParameter(f"{what}.Bytes is not valid base64") from None
+            return decode_image(
+                data, name=f"{what}.Bytes", max_bytes=lim.max_image_bytes, max_pixels=lim.max_pixels
+            )
+        assert img.S3Object is not None  # the model requires one of the two
+        return self._image_from_root(img.S3Object, what)
+
+    def _image_from_root(self, obj: m.S3ObjectModel, what: str) -> LoadedImage:
+        root = self.config.image_roots.get(obj.Bucket)
+        if root is None:
+            raise InvalidS3Object(
+                f"{what}.S3Object.Bucket {obj.Bucket!r} is not a configured image root "
+                f"(configured: {', '.join(sorted(self.config.image_roots)) or 'none'})"
+            )
+        base = root.resolve()
+        path = (base / obj.Name).resolve()
+        if not path.is_relative_to(base) or obj.Name.startswith("/") or "\0" in obj.Name:
+            raise InvalidS3Object(f"{what}.S3Object.Name {obj.Name!r} is outside image root {obj.Bucket!r}")
+        if not path.is_file():
+            raise InvalidS3Object(f"{what}.S3Object {obj.Bucket}/{obj.Name} does not exist")
+        return load_image_file(
+            Path(path), max_bytes=self.limits.max_source_image_bytes, max_pixels=self.limits.max_pixels
+        )
+
+    def max_faces(self, requested: int | None) -> int:
+        """Faces kept per image: the request's MaxFaces capped at the configured limit (100)."""
+        cap = self.limits.max_faces_per_image
+        return cap if requested is None else min(requested, cap)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Pydantic errors as one line naming each bad field (never echoing huge inputs)."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _page_token(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return fn()
+    except InvalidParameter as exc:
+        if "next_token" in exc.message:
+            raise InvalidPaginationToken(exc.message.replace("next_token", "NextToken")) from None
+        raise
+
+
+# ── handlers ─────────────────────────────────────────────────────────────────────────────
+
+
+def _create_collection(
+    s: ApiService, r: m.CreateCollectionRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    return s.ops.create_collection(r.CollectionId, actor=p.actor)
+
+
+def _delete_collection(
+    s: ApiService, r: m.DeleteCollectionRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    return s.ops.delete_collection(r.CollectionId, actor=p.actor)
+
+
+def _list_collections(
+    s: ApiService, r: m.ListCollectionsRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    return _page_token(lambda: s.ops.list_collections(max_results=r.MaxResults, next_token=r.NextToken))
+
+
+def _describe_collection(
+    s: ApiService, r: m.DescribeCollectionRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    return s.ops.describe_collection(r.CollectionId)
+
+
+def _index_faces(s: ApiService, r: m.IndexFacesRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    s.store.describe_collection(r.CollectionId)  # unknown collection: refuse before analysing
+    return s.ops.index_faces(
+        r.CollectionId,
+        s.image(r.Image),
+        actor=p.actor,
+        external_image_id=r.ExternalImageId,
+        max_faces=s.max_faces(r.MaxFaces),
+        quality_filter=_qf(r.QualityFilter),
+    )
+
+
+def _list_faces(s: ApiService, r: m.ListFacesRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return _page_token(
+        lambda: s.ops.list_faces(
+            r.CollectionId,
+            max_results=r.MaxResults,
+            next_token=r.NextToken,
+            user_id=r.UserId,
+            face_ids=r.FaceIds,
+        )
+    )
+
+
+def _delete_faces(s: ApiService, r: m.DeleteFacesRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return s.ops.delete_faces(r.CollectionId, r.FaceIds, actor=p.actor)
+
+
+def _search_faces(
+    s: ApiService, r: m.SearchFacesRequest, p: Principal, purpose: str | None
+) -> dict[str, Any]:
+    return s.ops.search_faces(
+        r.CollectionId,
+        r.FaceId,
+        actor=p.actor,
+        purpose=purpose,
+        threshold=r.FaceMatchThreshold,
+        max_faces=r.MaxFaces,
+    )
+
+
+def _search_faces_by_image(
+    s: ApiService, r: m.SearchFacesByImageRequest, p: Principal, purpose: str | None
+) -> dict[str, Any]:
+    s.store.describe_collection(r.CollectionId)
+    return s.ops.search_faces_by_image(
+        r.CollectionId,
+        s.image(r.Image),
+        actor=p.actor,
+        purpose=purpose,
+        threshold=r.FaceMatchThreshold,
+        max_faces=r.MaxFaces,
+        quality_filter=_qf(r.QualityFilter),
+    )
+
+
+def _compare_faces(
+    s: ApiService, r: m.CompareFacesRequest, p: Principal, purpose: str | None
+) -> dict[str, Any]:
+    src, tgt = s.image(r.SourceImage, "SourceImage"), s.image(r.TargetImage, "TargetImage")
+    out = s.ops.compare_faces(src, tgt, threshold=r.SimilarityThreshold)
+    s.audit.append(
+        actor=p.actor,
+        operation="CompareFaces",
+        purpose=purpose,
+        inputs={"source_sha256": src.sha256, "target_sha256": tgt.sha256, "threshold": r.SimilarityThreshold},
+        results={"similarities": [mt["Similarity"] for mt in out["FaceMatches"]]},
+    )
+    return out
+
+
+def _detect_faces(s: ApiService, r: m.DetectFacesRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return s.ops.detect_faces(s.image(r.Image), max_faces=s.max_faces(None))
+
+
+def _create_user(s: ApiService, r: m.CreateUserRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return s.ops.create_user(r.CollectionId, r.UserId, actor=p.actor)
+
+
+def _delete_user(s: ApiService, r: m.DeleteUserRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return s.ops.delete_user(r.CollectionId, r.UserId, actor=p.actor)
+
+
+def _list_users(s: ApiService, r: m.ListUsersRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return _page_token(
+        lambda: s.ops.list_users(r.CollectionId, max_results=r.MaxResults, next_token=r.NextToken)
+    )
+
+
+def _associate_faces(
+    s: ApiService, r: m.AssociateFacesRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    return s.ops.associate_faces(
+        r.CollectionId, r.UserId, r.FaceIds, actor=p.actor, threshold=r.UserMatchThreshold
+    )
+
+
+def _disassociate_faces(
+    s: ApiService, r: m.DisassociateFacesRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    return s.ops.disassociate_faces(r.CollectionId, r.UserId, r.FaceIds, actor=p.actor)
+
+
+def _search_users(
+    s: ApiService, r: m.SearchUsersRequest, p: Principal, purpose: str | None
+) -> dict[str, Any]:
+    return s.ops.search_users(
+        r.CollectionId,
+        actor=p.actor,
+        purpose=purpose,
+        user_id=r.UserId,
+        face_id=r.FaceId,
+        threshold=r.UserMatchThreshold,
+        max_users=r.MaxUsers,
+    )
+
+
+def _search_users_by_image(
+    s: ApiService, r: m.SearchUsersByImageRequest, p: Principal, purpose: str | None
+) -> dict[str, Any]:
+    s.store.describe_collection(r.CollectionId)
+    return s.ops.search_users_by_image(
+        r.CollectionId,
+        s.image(r.Image),
+        actor=p.actor,
+        purpose=purpose,
+        threshold=r.UserMatchThreshold,
+        max_users=r.MaxUsers,
+        quality_filter=_qf(r.QualityFilter),
+    )
+
+
+def _create_key(s: ApiService, r: m.CreateAccessKeyRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    new = s.keys.create(r.Role, r.Description)
+    s.audit.append(
+        actor=p.actor,
+        operation="CreateAccessKey",
+        inputs={"role": r.Role},
+        results={"key_id": new.access_key_id},
+    )
+    return new.to_json()
+
+
+def _list_keys(s: ApiService, r: m.ListAccessKeysRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    return {"AccessKeys": [k.to_json() for k in s.keys.list()]}
+
+
+def _revoke_key(s: ApiService, r: m.RevokeAccessKeyRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    info = s.keys.revoke(r.AccessKeyId)
+    s.audit.append(actor=p.actor, operation="RevokeAccessKey", inputs={"key_id": r.AccessKeyId})
+    return info.to_json()
+
+
+def _query_audit(s: ApiService, r: m.QueryAuditLogRequest, p: Principal, _: str | None) -> dict[str, Any]:
+    entries = s.audit.query(
+        operation=r.Operation,
+        key_id=r.AccessKeyId,
+        purpose=r.PurposeContains,
+        since_ms=r.SinceMs,
+        until_ms=r.UntilMs,
+        limit=r.MaxResults,
+    )
+    return {"Entries": entries}
+
+
+OPERATIONS: list[Operation] = [
+    Operation("CreateCollection", m.CreateCollectionRequest, ADMIN, _create_collection),
+    Operation("DeleteCollection", m.DeleteCollectionRequest, ADMIN, _delete_collection),
+    Operation("ListCollections", m.ListCollectionsRequest, VIEW, _list_collections),
+    Operation("DescribeCollection", m.DescribeCollectionRequest, VIEW, _describe_collection),
+    Operation("IndexFaces", m.IndexFacesRequest, INDEX, _index_faces),
+    Operation("ListFaces", m.ListFacesRequest, VIEW, _list_faces),
+    Operation("DeleteFaces", m.DeleteFacesRequest, INDEX, _delete_faces),
+    Operation("SearchFaces", m.SearchFacesRequest, SEARCH, _search_faces, needs_purpose=True),
+    Operation("SearchFacesByImage", m.SearchFacesByImageRequest, SEARCH, _search_faces_by_image, True),
+    Operation("CompareFaces", m.CompareFacesRequest, SEARCH, _compare_faces, needs_purpose=True),
+    Operation("DetectFaces", m.DetectFacesRequest, SEARCH, _detect_faces),
+    Operation("CreateUser", m.CreateUserRequest, INDEX, _create_user),
+    Operation("DeleteUser", m.DeleteUserRequest, INDEX, _delete_user),
+    Operation("ListUsers", m.ListUsersRequest, VIEW, _list_users),
+    Operation("AssociateFaces", m.AssociateFacesRequest, INDEX, _associate_faces),
+    Operation("DisassociateFaces", m.DisassociateFacesRequest, INDEX, _disassociate_faces),
+    Operation("SearchUsers", m.SearchUsersRequest, SEARCH, _search_users, needs_purpose=True),
+    Operation("SearchUsersByImage", m.SearchUsersByImageRequest, SEARCH, _search_users_by_image, True),
+    Operation("CreateAccessKey", m.CreateAccessKeyRequest, ADMIN, _create_key, rekognition=False),
+    Operation("ListAccessKeys", m.ListAccessKeysRequest, ADMIN, _list_keys, rekognition=False),
+    Operation("RevokeAccessKey", m.RevokeAccessKeyRequest, ADMIN, _revoke_key, rekognition=False),
+    Operation("QueryAuditLog", m.QueryAuditLogRequest, AUDIT, _query_audit, rekognition=False),
+]
+
+
+def error_body(exc: FacestreamError) -> dict[str, str]:
+    return {"code": exc.code, "message": exc.message}

@@ -1,0 +1,95 @@
+"""The facestream API running on the session's local Ray Serve, with one key per role.
+
+Package-scoped: every test module of tests/api shares one running application, which is
+deleted when the package is done (its analysis replica and route free for other tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from facestream.config import AnalyzerConfig, DeviceConfig, EmbeddingServiceConfig
+from serve.config import ApiAppArgs, ApiConfig, ApiDeploymentConfig, ApiLimits
+from serve.keys import KeyStore, Role, load_master_key
+from tests.helpers import faces_dir
+
+API_APP = "facestream-api-test"
+PURPOSE = "test: tests/api"
+
+
+@dataclass
+class Key:
+    key_id: str
+    secret: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key_id}:{self.secret}"}
+
+
+@dataclass
+class Api:
+    url: str
+    home: Path
+    keys: dict[str, Key]
+    keystore: KeyStore
+
+    def post(
+        self, op: str, body: dict, role: str = "admin", purpose: str | None = None, **kw
+    ) -> requests.Response:  # type: ignore[type-arg]
+        headers = dict(self.keys[role].bearer)
+        if purpose is not None:
+            headers["X-Facestream-Purpose"] = purpose
+        return requests.post(f"{self.url}/v1/{op}", json=body, headers=headers, timeout=300, **kw)
+
+
+def app_args(home: Path) -> ApiAppArgs:
+    return ApiAppArgs(
+        api=ApiConfig(
+            home=home,
+            image_roots={"test-faces": faces_dir()},
+            limits=ApiLimits(analysis_timeout_s=300.0),
+        ),
+        deployment=ApiDeploymentConfig(num_cpus=0.25),
+        embedding=EmbeddingServiceConfig(
+            analyzer=AnalyzerConfig(device=DeviceConfig(device="cpu")),
+            num_cpus=0.5,
+            max_batch_size=8,
+            batch_wait_timeout_s=0.05,
+        ),
+        embedding_deployment_name="FaceAnalysisApiTest",
+    )
+
+
+@pytest.fixture(scope="package")
+def api(serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    from ray import serve
+
+    from serve.app import build_app
+
+    home = tmp_path_factory.mktemp("api-home")
+    ks = KeyStore(home / "keys.sqlite", load_master_key(home, create=True))
+    keys = {}
+    for role in Role:
+        new = ks.create(role, f"tests/api {role.value}")
+        keys[role.value] = Key(new.access_key_id, new.secret_access_key)
+    serve.run(build_app(app_args(home)), name=API_APP, route_prefix="/")
+    url = f"http://127.0.0.1:{serve_http_port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    try:
+        yield Api(url=url, home=home, keys=keys, keystore=ks)
+    finally:
+        serve.delete(API_APP)

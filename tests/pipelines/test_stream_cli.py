@@ -1,0 +1,129 @@
+"""``facestream stream`` as a real subprocess: refusals before anything starts, and the whole
+path on the Hamilton clip (its own local Ray, Serve deployment, Milvus Lite store actor)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import face
+
+pytestmark = pytest.mark.slow  # each call starts the CLI in a subprocess
+
+CLIP = "face_recognition/examples/short_hamilton_clip.mp4"
+
+
+def run(args: list[str], home: Path, *, status: int, media: Path | None = None) -> tuple[list[dict], str]:
+    env = {**os.environ, "FACESTREAM_HOME": str(home), "FACESTREAM_DEVICE": "cpu"}
+    env.pop("FACESTREAM_STORE", None)
+    env.pop("RAY_ADDRESS", None)
+    if media is not None:
+        env["FACESTREAM_MEDIA_DIRS"] = str(media)
+    proc = subprocess.run(
+        [sys.executable, "-m", "facestream.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == status, (proc.returncode, proc.stdout, proc.stderr[-3000:])
+    return [json.loads(x) for x in proc.stdout.splitlines() if x.strip()], proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "--purpose"),  # argparse: required
+        (["--purpose", "  "], "purpose"),
+        (["--purpose", "x", "--threshold", "120"], "FaceMatchThreshold"),
+    ],
+)
+def test_stream_refuses_without_purpose_or_with_bad_values(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    _, err = run(
+        ["stream", "clip.mp4", "--collection", "c", "--events", "e.jsonl", *extra], tmp_path, status=2
+    )
+    assert message in err
+
+
+@pytest.mark.parametrize("source", ["ftp://cam.example/x", "concat:a.mp4|b.mp4", "gopher://h/x"])
+def test_stream_refuses_sources_outside_the_allowlist(tmp_path: Path, source: str) -> None:
+    _, err = run(
+        ["stream", source, "--collection", "c", "--events", "e", "--purpose", "p"], tmp_path, status=2
+    )
+    assert "not allowed" in err
+
+
+def test_stream_refuses_files_outside_media_dirs(tmp_path: Path) -> None:
+    clip = face(CLIP)
+    _, err = run(
+        ["stream", str(clip), "--collection", "c", "--events", "e", "--purpose", "p"],
+        tmp_path,
+        status=2,
+        media=tmp_path,
+    )
+    assert "outside the allowed media directories" in err
+
+
+def test_stream_credentials_never_echoed(tmp_path: Path) -> None:
+    _, err = run(
+        ["stream", "ftp://bob:pa55word-x@cam/x", "--collection", "c", "--events", "e", "--purpose", "p"],
+        tmp_path,
+        status=2,
+    )
+    assert "pa55word-x" not in err
+
+
+def test_stream_file_writes_lin_manuel_match_records(tmp_path: Path) -> None:
+    clip = face(CLIP)
+    ex = clip.parent
+    run(["collections", "create", "hamilton", "--json"], tmp_path, status=0)
+    run(
+        ["index", "hamilton", str(ex / "lin-manuel-miranda.png"), str(ex / "alex-lacamoire.png"), "--json"],
+        tmp_path,
+        status=0,
+    )
+    events = tmp_path / "events.jsonl"
+    lines, _ = run(
+        [
+            "stream",
+            str(clip),
+            "--collection",
+            "hamilton",
+            "--events",
+            str(events),
+            "--purpose",
+            "case 2026-7",
+            "--fps",
+            "5",
+            "--json",
+        ],
+        tmp_path,
+        status=0,
+        media=ex,
+    )
+    (summary,) = lines
+    assert summary["Status"] == "STOPPED" and summary["StatusMessage"] == "end of file"
+    assert summary["Counters"]["drops"] == {}  # a file is replayed losslessly
+    records = [json.loads(x) for x in events.read_text().splitlines()]
+    assert summary["Events"] == len(records) > 0
+    lin = [
+        r
+        for r in records
+        if r["FaceSearchResponse"][0]["MatchedFaces"][0]["Face"]["ExternalImageId"] == "lin-manuel-miranda"
+    ]
+    assert lin and all(r["FaceSearchResponse"][0]["MatchedFaces"][0]["Similarity"] >= 80 for r in lin)
+    offsets = [r["InputInformation"]["Stream"]["FrameOffsetInSeconds"] for r in lin]
+    assert all(0.55 <= t <= 1.65 or 3.45 <= t <= 8.15 for t in offsets), offsets
+    audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    ops = [e["operation"] for e in audit]
+    assert "StartStreamProcessor" in ops and ops.count("StreamFaceMatch") == len(records)
+    assert all(e["purpose"] == "case 2026-7" for e in audit if e["operation"] == "StreamFaceMatch")
