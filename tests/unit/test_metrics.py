@@ -24,7 +24,9 @@ def test_definitions_are_well_formed() -> None:
         assert not set(d.labels) & {"face_id", "external_image_id", "url", "source", "track_id"}, d.name
 
 
-def test_recording_outside_ray_goes_to_prometheus_client() -> None:
+def test_recording_outside_ray_goes_to_prometheus_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Other tests of the same session may have started Ray in this process.
+    monkeypatch.setattr(metrics, "_backend", lambda: "prometheus")
     metrics.inc("facestream_stream_frames_dropped_total", stream="cam-1", reason="inference_busy")
     metrics.inc("facestream_stream_frames_dropped_total", 2, stream="cam-1", reason="inference_busy")
     metrics.observe("facestream_search_seconds", 0.02, collection="watchlist")
