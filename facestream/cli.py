@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules with a ``register(subparsers, add_common_flags)`` function adding their commands.
 _EXTENSIONS: tuple[str, ...] = (
-    "facestream.cli_audit", "facestream.cli_accountability", "serve.cli", "pipelines.cli",
+    "facestream.cli_audit",
+    "facestream.cli_models", "facestream.cli_accountability", "serve.cli", "pipelines.cli",
 )
 
 
