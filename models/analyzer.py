@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -111,15 +112,4 @@ class FaceAnalyzer:
 
 
 def _with_embeddings(b: FaceBatch, vectors: np.ndarray, model: str) -> FaceBatch:
-    return FaceBatch(
-        image_width=b.image_width,
-        image_height=b.image_height,
-        boxes=b.boxes,
-        landmarks=b.landmarks,
-        scores=b.scores,
-        brightness=b.brightness,
-        sharpness=b.sharpness,
-        pose=b.pose,
-        embeddings=vectors,
-        model=model,
-    )
+    return dataclasses.replace(b, embeddings=vectors, model=model)

@@ -5,8 +5,12 @@ Under CI (``CI=true``) missing data fails the test; elsewhere it skips.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,3 +36,28 @@ def face(rel: str) -> Path:
     if not p.is_file():
         pytest.fail(f"expected test file missing: {p}")
     return p
+
+
+def run_cli(
+    args: list[str], home: Path, *, env: dict[str, str] | None = None, timeout_s: float = 600
+) -> tuple[int, list[dict[str, Any]], str]:
+    """Run ``facestream ARGS`` as a real subprocess with its state under ``home``.
+
+    Returns (exit status, the JSON lines of stdout, stderr). A traceback on stderr always fails:
+    the CLI must answer every bad input with a clear message.
+    """
+    full_env = {**os.environ, "FACESTREAM_HOME": str(home), "FACESTREAM_DEVICE": "cpu", **(env or {})}
+    for inherited in ("FACESTREAM_STORE", "RAY_ADDRESS"):
+        if env is None or inherited not in env:
+            full_env.pop(inherited, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "facestream.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, lines, proc.stderr

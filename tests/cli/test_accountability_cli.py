@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import faces_dir
+from tests.helpers import faces_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -28,17 +25,8 @@ def _subset(tmp_path: Path) -> Path:
 
 
 def _run(args: list[str], tmp_path: Path) -> tuple[int, str]:
-    env = {**os.environ, "FACESTREAM_HOME": str(tmp_path), "FACESTREAM_DEVICE": "cpu"}
-    p = subprocess.run(
-        [sys.executable, "-m", "facestream.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    assert "Traceback" not in p.stderr, p.stderr
-    return p.returncode, p.stdout
+    code, lines, _ = run_cli(args, tmp_path, timeout_s=900)
+    return code, "\n".join(json.dumps(line) for line in lines)
 
 
 def test_calibrate_and_group_report(tmp_path: Path) -> None:

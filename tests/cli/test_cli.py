@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import face
+from tests.helpers import face, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -19,21 +16,10 @@ TWO = "face_recognition/examples/two_people.jpg"
 
 
 def run(args: list[str], home: Path, check_status: int | None = 0) -> tuple[int, list[dict], str]:
-    env = {**os.environ, "FACESTREAM_HOME": str(home), "FACESTREAM_DEVICE": "cpu"}
-    env.pop("FACESTREAM_STORE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "facestream.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    code, lines, err = run_cli(args, home)
     if check_status is not None:
-        assert proc.returncode == check_status, (proc.returncode, proc.stdout, proc.stderr)
-    return proc.returncode, lines, proc.stderr
+        assert code == check_status, (code, lines, err[-3000:])
+    return code, lines, err
 
 
 def test_detect_json_contract(tmp_path: Path) -> None:

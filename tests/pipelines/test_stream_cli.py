@@ -4,14 +4,11 @@ path on the Hamilton clip (its own local Ray, Serve deployment, Milvus Lite stor
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import face
+from tests.helpers import face, run_cli
 
 pytestmark = pytest.mark.slow  # each call starts the CLI in a subprocess
 
@@ -19,22 +16,10 @@ CLIP = "face_recognition/examples/short_hamilton_clip.mp4"
 
 
 def run(args: list[str], home: Path, *, status: int, media: Path | None = None) -> tuple[list[dict], str]:
-    env = {**os.environ, "FACESTREAM_HOME": str(home), "FACESTREAM_DEVICE": "cpu"}
-    env.pop("FACESTREAM_STORE", None)
-    env.pop("RAY_ADDRESS", None)
-    if media is not None:
-        env["FACESTREAM_MEDIA_DIRS"] = str(media)
-    proc = subprocess.run(
-        [sys.executable, "-m", "facestream.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == status, (proc.returncode, proc.stdout, proc.stderr[-3000:])
-    return [json.loads(x) for x in proc.stdout.splitlines() if x.strip()], proc.stderr
+    env = {"FACESTREAM_MEDIA_DIRS": str(media)} if media is not None else None
+    code, lines, err = run_cli(args, home, env=env)
+    assert code == status, (code, lines, err[-3000:])
+    return lines, err
 
 
 @pytest.mark.parametrize(
