@@ -148,7 +148,9 @@ def cmd_collections(ctx: Context) -> None:
             from facestream.errors import InvalidParameter
 
             raise InvalidParameter(f"model {model!r}: expected one of {sorted(MODEL_DIMS)}")
-        info = st.create_collection(a.name, model=model, dim=MODEL_DIMS[model])
+        info = st.create_collection(
+            a.name, model=model, dim=MODEL_DIMS[model], retention_days=getattr(a, "retention_days", None)
+        )
         ctx.audit.append(actor=Actor.local_cli(), operation="CreateCollection", inputs={"collection": a.name})
         ctx.emit(
             {
@@ -170,6 +172,7 @@ def cmd_collections(ctx: Context) -> None:
                 "FaceCount": info.face_count,
                 "FaceModelVersion": info.model,
                 "CreationTimestamp": info.created_at / 1000.0,
+                "RetentionDays": info.retention_days,
             },
             f"{a.name}: {info.face_count} faces, model {info.model}",
         )
@@ -301,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("create", "describe", "delete"):
         q = csub.add_parser(action)
         q.add_argument("name")
+        if action == "create":
+            q.add_argument(
+                "--retention-days",
+                type=int,
+                help="delete faces older than this (enforced by "
+                "`facestream retention enforce`; default: keep)",
+            )
         _common(q)
         q.set_defaults(fn=cmd_collections)
     q = csub.add_parser("list")
@@ -357,7 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
 #: modules with a ``register(subparsers, add_common_flags)`` function adding their commands.
 _EXTENSIONS: tuple[str, ...] = (
     "facestream.cli_audit",
-    "facestream.cli_models", "facestream.cli_accountability", "serve.cli", "pipelines.cli",
+    "facestream.cli_models",
+    "facestream.cli_privacy",
+    "facestream.cli_accountability",
+    "serve.cli",
+    "pipelines.cli",
 )
 
 

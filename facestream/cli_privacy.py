@@ -1,0 +1,53 @@
+"""``facestream retention enforce`` and ``facestream erase``: deleting biometric data when due or asked."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from facestream.audit import Actor
+
+
+def cmd_retention(ctx: Any) -> None:
+    from facestream.privacy import enforce_retention
+
+    rep = enforce_retention(ctx.store, ctx.audit, Actor.local_cli(), now_ms=ctx.args.now_ms).to_dict()
+    human = "\n".join(f"{c}: {n} expired face(s) deleted" for c, n in rep["deleted_faces"].items()) or (
+        "no collection has a retention period"
+    )
+    ctx.emit(rep, human)
+
+
+def cmd_erase(ctx: Any) -> None:
+    from facestream.privacy import erase_person
+
+    a = ctx.args
+    out = erase_person(
+        ctx.store,
+        ctx.audit,
+        Actor.local_cli(),
+        purpose=a.purpose,
+        external_image_id=a.external_id,
+        user_id=a.user_id,
+        collections=a.collection,
+    )
+    ctx.emit(out, f"erased {out['Total']} face(s): {out['DeletedFaces']}")
+
+
+def register(sub: Any, common: Callable[..., None]) -> None:
+    p: argparse.ArgumentParser = sub.add_parser("retention", help="enforce per-collection retention")
+    rsub = p.add_subparsers(dest="action", required=True)
+    q = rsub.add_parser("enforce", help="delete faces older than their collection's retention period")
+    q.add_argument("--now-ms", type=int, help="the time to enforce at (epoch ms; default: now)")
+    common(q, model=False)
+    q.set_defaults(fn=cmd_retention)
+
+    p = sub.add_parser("erase", help="delete every stored face of one person (subject erasure request)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--external-id", help="the person's ExternalImageId")
+    who.add_argument("--user-id", help="the person's UserId")
+    p.add_argument("--collection", action="append", help="only this collection (repeatable; default: all)")
+    p.add_argument("--purpose", required=True, help="why (e.g. the erasure request's reference); audited")
+    common(p, model=False)
+    p.set_defaults(fn=cmd_erase)
