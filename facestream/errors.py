@@ -59,6 +59,13 @@ class ResourceNotFound(FacestreamError):
     http_status = 400
 
 
+class ResourceInUse(FacestreamError):
+    """The resource exists or is busy (a stream processor that is running, or a name taken)."""
+
+    code = "ResourceInUseException"
+    http_status = 400
+
+
 class CollectionExists(FacestreamError):
     code = "ResourceAlreadyExistsException"
     http_status = 400

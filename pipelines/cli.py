@@ -15,10 +15,10 @@ from typing import Any
 from facestream.errors import InvalidParameter
 
 
-def _processor_settings(a: argparse.Namespace, name: str) -> Any:
+def _processor_settings(a: argparse.Namespace, name: str, events_path: Path) -> Any:
     from pydantic import ValidationError
 
-    from pipelines.config import JsonlSinkConfig, ProcessorSettings
+    from pipelines.config import EventStoreSinkConfig, JsonlSinkConfig, ProcessorSettings
     from pipelines.urls import source_from_url
 
     source = source_from_url(a.source, rtsp_transport=a.rtsp_transport, loop=a.loop, realtime=a.realtime)
@@ -31,7 +31,8 @@ def _processor_settings(a: argparse.Namespace, name: str) -> Any:
             threshold=a.threshold,
             analysis_fps=a.fps,
             keyframes_only=a.keyframes_only,
-            sinks=(JsonlSinkConfig(path=Path(a.events)),),
+            # The shared event store too, so the API's QueryMatchEvents sees CLI runs as well.
+            sinks=(JsonlSinkConfig(path=Path(a.events)), EventStoreSinkConfig(path=events_path)),
         )
     except ValidationError as exc:
         msgs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
@@ -63,8 +64,8 @@ def cmd_stream(ctx: Any) -> None:
     check_purpose(a.purpose)  # refused before anything starts
     check_threshold(a.threshold, "FaceMatchThreshold")
     name = a.name or f"cli-{secrets.token_hex(4)}"
-    settings = _processor_settings(a, name)
     runtime = runtime_from(ctx)
+    settings = _processor_settings(a, name, runtime.resolved_events_path)
     check_source(settings.source, list(runtime.media_dirs))
     final = run_fleet(runtime, [settings], actor=Actor.local_cli(), duration_s=a.duration_s, resume=False)[
         name

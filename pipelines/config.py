@@ -293,6 +293,9 @@ class RuntimeConfig(_Model):
         None, description="Milvus Lite *.db or http://HOST:PORT; None: <home>/milvus.db", max_length=4096
     )
     audit_path: Path | None = Field(None, description="audit log; None: <home>/audit.jsonl")
+    events_path: Path | None = Field(
+        None, description="the queryable event store; None: <home>/events.sqlite3"
+    )
     media_dirs: tuple[Path, ...] = Field(
         (), max_length=64, description="directories file sources may read from; empty: the working directory"
     )
@@ -309,6 +312,10 @@ class RuntimeConfig(_Model):
     @property
     def resolved_audit_path(self) -> Path:
         return self.audit_path or self.home / "audit.jsonl"
+
+    @property
+    def resolved_events_path(self) -> Path:
+        return self.events_path or self.home / "events.sqlite3"
 
 
 class FleetConfig(_Model):

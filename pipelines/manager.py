@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from facestream.audit import Actor, AuditLog
 from facestream.errors import CollectionExists, InvalidParameter, ResourceNotFound
 from pipelines.config import ProcessorSettings, RuntimeConfig
+from pipelines.event_query import close_run, record_run
 from pipelines.urls import check_source, describe_source, media_dirs_from_env
 from pipelines.worker import WorkerContext, spawn
 
@@ -151,12 +152,25 @@ class StreamProcessorManager:
         )
         return self.describe(settings.name)
 
-    def start(self, name: str, actor: Actor) -> dict[str, Any]:
-        settings = self.registry.settings(name)
+    def start(self, name: str, actor: Actor, *, purpose: str | None = None) -> dict[str, Any]:
+        """Start ``name``; a processor whose actor already finished (file over) starts again.
+
+        ``purpose`` (the HTTP API's StartStreamProcessor) replaces the stored one, and the
+        starter becomes the identity its matches are audited under.
+        """
+        self.reap_finished(name)
         if name in self._actors:
             return self.describe(name)
+        if purpose is not None:
+            settings = self.registry.settings(name).model_copy(update={"purpose": purpose})
+            self.registry.update(
+                name,
+                settings=_reveal(settings.model_dump(mode="python")),
+                started_by={"key_id": actor.key_id, "role": actor.role},
+            )
+        settings = self.registry.settings(name)
         entry = self.registry.get(name)
-        creator = entry["created_by"]
+        creator = entry.get("started_by") or entry["created_by"]
         ctx = WorkerContext(
             home=self.runtime.home.resolve(),
             audit_path=self.runtime.resolved_audit_path.resolve(),
@@ -176,6 +190,8 @@ class StreamProcessorManager:
                 "threshold": settings.threshold,
             },
         )
+        # Which collection this run searches: what the event query's CollectionId filter reads.
+        record_run(self.runtime.resolved_events_path, name, settings.collection)
         handle = spawn(settings, self.face, self.store, ctx)
         self._actors[name] = handle
         import ray
@@ -194,8 +210,9 @@ class StreamProcessorManager:
             try:
                 status = ray.get(handle.stop.remote(timeout_s), timeout=timeout_s + 10)
             finally:
-                ray.kill(handle)
-        self.registry.update(name, desired=STOPPED, last_status=_brief(status))
+                _kill(handle, name)
+        self.registry.update(name, desired=STOPPED, last_status=_brief(status), last_counters=_counts(status))
+        close_run(self.runtime.resolved_events_path, name)
         self.audit.append(
             actor=actor,
             operation="StopStreamProcessor",
@@ -225,6 +242,7 @@ class StreamProcessorManager:
                     {"Status": "FAILED", "StatusMessage": f"processor actor lost: {type(exc).__name__}"}
                 )
                 return out
+        out.update({k: v for k, v in (entry.get("last_counters") or {}).items() if v is not None})
         out.update(entry["last_status"])
         return out
 
@@ -250,6 +268,44 @@ class StreamProcessorManager:
 
     def running(self) -> list[str]:
         return sorted(self._actors)
+
+    def is_active(self, name: str) -> bool:
+        """True while ``name`` has an actor that has not finished (starting, running, stopping)."""
+        import ray
+
+        handle = self._actors.get(name)
+        if handle is None:
+            return False
+        try:
+            return not bool(ray.get(handle.wait.remote(0.0), timeout=30))
+        except Exception:  # the actor died: not active
+            return False
+
+    def reap_finished(self, name: str | None = None) -> list[str]:
+        """Release the actors of processors that ended by themselves (file over, failed).
+
+        Their last status goes to the registry with ``desired = STOPPED`` (a restarted driver
+        must not run a finished file again). Returns the names released.
+        """
+        import ray
+
+        done = []
+        for n in [name] if name is not None else list(self._actors):
+            handle = self._actors.get(n)
+            if handle is None or self.is_active(n):
+                continue
+            try:
+                status = ray.get(handle.status.remote(), timeout=30)
+            except Exception as exc:  # the actor died
+                status = {"Status": "FAILED", "StatusMessage": f"processor actor lost: {type(exc).__name__}"}
+            self._actors.pop(n, None)
+            _kill(handle, n)
+            self.registry.update(
+                n, desired=STOPPED, last_status=_brief(status), last_counters=_counts(status)
+            )
+            close_run(self.runtime.resolved_events_path, n)
+            done.append(n)
+        return done
 
     def handle(self, name: str) -> Any:
         return self._actors[name]
@@ -288,6 +344,25 @@ class StreamProcessorManager:
                 self.registry.update(name, last_status=_brief(status))
             finally:
                 ray.kill(handle)
+
+
+def _kill(handle: Any, name: str, timeout_s: float = 15.0) -> None:
+    """Kill a processor's actor and wait until its name is free (a restart reuses the name)."""
+    import ray
+
+    ray.kill(handle)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(f"facestream-stream-{name}")
+        except ValueError:
+            return
+        time.sleep(0.1)
+    log.warning("actor of stream processor %s still registered after %.0fs", name, timeout_s)
+
+
+def _counts(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: status.get(k) for k in ("Events", "Faces", "Searches", "TracksStarted", "Counters")}
 
 
 def _brief(status: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@ face analysis deployment.
 
 ``serve run cluster/serve.yaml`` (``import_path: serve.app:build_app``) and
 ``facestream serve`` both build it with :func:`build_app` from typed :class:`ApiAppArgs`.
-The API replica owns the face store (one replica for Milvus Lite: only one process may
-open a ``.db`` file) and reaches the analysis replicas through a DeploymentHandle, the same
-deployment stream jobs send their frames to (look it up by ``embedding_deployment_name``).
+With Milvus Lite the API reaches the face store through the store actor of its URI
+(:mod:`pipelines.store_actor`), the one process that opens the ``.db`` file, shared with the
+stream processors the API starts; with a Milvus server each replica has its own client
+(``ApiConfig.store_access``). The API reaches the analysis replicas through a
+DeploymentHandle, the same deployment its stream processors send their frames to.
 """
 
 # No `from __future__ import annotations`: Serve reads build_app's annotation to validate args.
@@ -34,7 +36,16 @@ class FacestreamAPI:
 
         self.config = config if isinstance(config, ApiConfig) else ApiConfig.model_validate(config)
         analyzer = HandleAnalyzer(analysis, self.config.limits.analysis_timeout_s)
-        self.service = ApiService(self.config, analyzer, extra_operations=_stream_operations())
+        streams = _streams_module()
+        store = streams.shared_store(self.config) if streams is not None else None
+        self.service = ApiService(
+            self.config,
+            analyzer,
+            extra_operations=streams.stream_operations() if streams is not None else [],
+            store=store,
+        )
+        if streams is not None:
+            streams.attach(self.service, analysis)
         log.info("facestream API replica ready (store %s)", self.config.resolved_store_uri)
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -46,16 +57,20 @@ class FacestreamAPI:
         service = getattr(self, "service", None)
         if service is not None:
             service.close()
+            streams = getattr(service, "streams", None)
+            if streams is not None:
+                streams.shutdown()
 
 
-def _stream_operations() -> list[Any]:
-    """Stream-processor and match-event operations, when the pipelines package provides them."""
+def _streams_module() -> Any:
+    """:mod:`serve.streams` (stream processors, match events, the shared store actor), when the
+    pipelines package is installed alongside; None otherwise."""
     try:
-        from serve.streams import stream_operations
-    except ImportError:
-        return []
-    ops: list[Any] = stream_operations()
-    return ops
+        from serve import streams
+    except ImportError as exc:
+        log.warning("stream processors over HTTP are unavailable: %s", exc)
+        return None
+    return streams
 
 
 def build_app(args: ApiAppArgs) -> Application:
@@ -85,6 +100,9 @@ def absolute_paths(cfg: ApiConfig) -> ApiConfig:
         update["store_uri"] = str(Path(cfg.store_uri).resolve())
     if cfg.audit_path is not None:
         update["audit_path"] = cfg.audit_path.resolve()
+    if cfg.events_path is not None:
+        update["events_path"] = cfg.events_path.resolve()
+    update["media_dirs"] = tuple(p.resolve() for p in cfg.media_dirs)
     if cfg.auth.keys_path is not None:
         update["auth"] = cfg.auth.model_copy(update={"keys_path": cfg.auth.keys_path.resolve()})
     update["image_roots"] = {k: p.resolve() for k, p in cfg.image_roots.items()}

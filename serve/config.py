@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -82,6 +83,21 @@ class ApiConfig(_Model):
         None, description="HMAC key for NextToken; set it when several API replicas share a store"
     )
     audit_path: Path | None = Field(None, description="audit log; None: <home>/audit.jsonl")
+    store_access: Literal["auto", "actor", "direct"] = Field(
+        "auto",
+        description="how the API reaches the store: 'actor' through the shared store actor of the "
+        "URI (the one owner of a Milvus Lite .db, shared with stream processors), 'direct' with its "
+        "own client (Milvus server only), 'auto': actor for Lite, direct for a server",
+    )
+    events_path: Path | None = Field(
+        None, description="event store (SQLite) of every stream processor; None: <home>/events.sqlite3"
+    )
+    media_dirs: tuple[Path, ...] = Field(
+        (),
+        max_length=64,
+        description="directories file sources of stream processors may read; empty: "
+        "FACESTREAM_MEDIA_DIRS, else <home>/media",
+    )
     image_roots: dict[str, Path] = Field(
         default_factory=dict,
         description="S3Object.Bucket name -> local directory its Name is read from (no S3 here)",
@@ -105,6 +121,16 @@ class ApiConfig(_Model):
     @property
     def resolved_audit_path(self) -> Path:
         return self.audit_path or self.home / "audit.jsonl"
+
+    @property
+    def resolved_events_path(self) -> Path:
+        return self.events_path or self.home / "events.sqlite3"
+
+    @property
+    def uses_store_actor(self) -> bool:
+        if self.store_access == "auto":
+            return self.resolved_store_uri.endswith(".db")
+        return self.store_access == "actor"
 
     @property
     def resolved_keys_path(self) -> Path:
@@ -137,5 +163,10 @@ class ApiAppArgs(_Model):
             raise ValueError(
                 f"num_replicas {self.deployment.num_replicas} with Milvus Lite: only one process may "
                 "open a .db file; use a Milvus server URI to scale the API"
+            )
+        if self.api.store_access == "direct" and self.api.resolved_store_uri.endswith(".db"):
+            raise ValueError(
+                "store_access 'direct' with Milvus Lite: stream processors need the store actor to be "
+                "the one process that opens the .db file; use 'auto' or 'actor'"
             )
         return self

@@ -247,3 +247,144 @@ class QueryAuditLogRequest(_Req):
     SinceMs: int | None = Field(None, ge=0, le=2**62)
     UntilMs: int | None = Field(None, ge=0, le=2**62)
     MaxResults: int = Field(1000, ge=1, le=10_000)
+
+
+# ── stream processors and match events ───────────────────────────────────────────────────
+
+ProcessorNameT = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.\-]+$", description="processor name")
+]
+PurposeT = Annotated[
+    str, Field(min_length=1, max_length=500, description="why the stream is searched; audited")
+]
+
+
+class KinesisVideoStreamModel(_Req):
+    Arn: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="facestream: a source URL (rtsp(s)://, http(s):// HLS, tcp:// or udp:// MPEG-TS), a "
+        "video file path or file:// URL under a media directory, or a Kinesis video stream ARN",
+    )
+
+
+class StreamInputModel(_Req):
+    KinesisVideoStream: KinesisVideoStreamModel | None = None
+    Url: str | None = Field(
+        None, min_length=1, max_length=4096, description="native: the source URL or file path"
+    )
+    RtspTransport: Literal["tcp", "udp"] = Field("tcp", description="native: RTP transport of rtsp sources")
+    Loop: bool = Field(False, description="native: file sources start again at the end")
+    Realtime: bool = Field(False, description="native: file sources replay at their own pace, dropping")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StreamInputModel:
+        if (self.KinesisVideoStream is None) == (self.Url is None):
+            raise ValueError("Input needs exactly one of KinesisVideoStream.Arn and Url")
+        return self
+
+
+class S3DestinationModel(_Req):
+    Bucket: str = Field(min_length=3, max_length=255, pattern=r"^[0-9A-Za-z.\-_]+$")
+    KeyPrefix: str | None = Field(None, max_length=1024, pattern=r"^[0-9A-Za-z.\-_/]*$")
+
+
+class KinesisDataStreamModel(_Req):
+    Arn: str = Field(min_length=1, max_length=2048)
+
+
+class WebhookModel(_Req):
+    Url: str = Field(min_length=10, max_length=2048, description="http(s) endpoint, one POST per record")
+    BearerToken: str | None = Field(None, min_length=1, max_length=4096, description="never shown again")
+
+
+class StreamOutputModel(_Req):
+    KinesisDataStream: KinesisDataStreamModel | None = Field(None, description="not supported here")
+    S3Destination: S3DestinationModel | None = Field(
+        None, description="JSON lines under <home>/outputs/<Bucket>/<KeyPrefix><Name>.jsonl"
+    )
+    Webhook: WebhookModel | None = Field(None, description="native: POST every record here")
+
+
+class FaceSearchSettingsModel(_Req):
+    CollectionId: CollectionIdT
+    FaceMatchThreshold: ThresholdT | None = Field(None, description="default: the profile's default (80)")
+
+
+class StreamSettingsModel(_Req):
+    FaceSearch: FaceSearchSettingsModel | None = None
+    ConnectedHome: dict[str, object] | None = Field(None, description="label detection: not supported")
+
+
+class CreateStreamProcessorRequest(_Req):
+    Input: StreamInputModel
+    Output: StreamOutputModel = Field(default_factory=StreamOutputModel)
+    Name: ProcessorNameT
+    Settings: StreamSettingsModel
+    RoleArn: str | None = Field(None, max_length=2048, description="accepted, ignored (no IAM)")
+    Tags: dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=256)]] | None = Field(
+        None, max_length=200, description="accepted; not stored"
+    )
+    NotificationChannel: dict[str, object] | None = Field(None, description="not supported (no SNS)")
+    KmsKeyId: str | None = Field(None, max_length=2048, description="accepted, ignored")
+    RegionsOfInterest: list[dict[str, object]] | None = Field(
+        None, max_length=10, description="not supported"
+    )
+    DataSharingPreference: dict[str, object] | None = Field(None, description="accepted; nothing is shared")
+    Purpose: PurposeT | None = Field(None, description="native: purpose (else the purpose header)")
+    AnalysisFps: float = Field(5.0, gt=0.0, le=120.0, description="native: frames per second analysed")
+    MaxMatches: int = Field(3, ge=1, le=100, description="native: matched faces per search")
+
+
+class StreamStartSelectorModel(_Req):
+    KVSStreamStartSelector: dict[str, object] | None = None
+
+
+class StreamStopSelectorModel(_Req):
+    MaxDurationInSeconds: int | None = Field(None, ge=1, le=120)
+
+
+class StartStreamProcessorRequest(_Req):
+    Name: ProcessorNameT
+    StartSelector: StreamStartSelectorModel | None = Field(None, description="not supported")
+    StopSelector: StreamStopSelectorModel | None = Field(None, description="not supported")
+    Purpose: PurposeT | None = Field(None, description="native: purpose (else the purpose header)")
+
+
+class StreamProcessorNameRequest(_Req):
+    Name: ProcessorNameT
+
+
+class ListStreamProcessorsRequest(_Req):
+    NextToken: str | None = Field(None, min_length=1, max_length=255)
+    MaxResults: int | None = Field(None, ge=1, le=1000, description="page size; absent: 1000")
+
+
+class FaceSearchForUpdateModel(_Req):
+    CollectionId: CollectionIdT | None = None
+    FaceMatchThreshold: ThresholdT | None = None
+
+
+class StreamSettingsForUpdateModel(_Req):
+    ConnectedHomeForUpdate: dict[str, object] | None = Field(None, description="not supported")
+    FaceSearchForUpdate: FaceSearchForUpdateModel | None = Field(None, description="native")
+
+
+class UpdateStreamProcessorRequest(_Req):
+    Name: ProcessorNameT
+    SettingsForUpdate: StreamSettingsForUpdateModel | None = None
+    RegionsOfInterestForUpdate: list[dict[str, object]] | None = Field(None, max_length=10)
+    DataSharingPreferenceForUpdate: dict[str, object] | None = None
+    ParametersToDelete: list[str] | None = Field(None, max_length=10)
+
+
+class QueryMatchEventsRequest(_Req):
+    StreamProcessorName: ProcessorNameT | None = None
+    CollectionId: CollectionIdT | None = None
+    ExternalImageId: ExternalImageIdT | None = None
+    FaceId: FaceIdT | None = None
+    StartTimestamp: float | None = Field(None, ge=0, le=2**40, description="epoch seconds (ServerTimestamp)")
+    EndTimestamp: float | None = Field(None, ge=0, le=2**40, description="epoch seconds, inclusive")
+    MinSimilarity: ThresholdT | None = None
+    MaxResults: int = Field(100, ge=1, le=1000)
+    NextToken: NextTokenT | None = None

@@ -79,20 +79,28 @@ class ApiService:
     """State of one API replica: the store, the audit log, the key store, the operations."""
 
     def __init__(
-        self, config: ApiConfig, analyzer: Analyzer, *, extra_operations: list[Operation] | None = None
+        self,
+        config: ApiConfig,
+        analyzer: Analyzer,
+        *,
+        extra_operations: list[Operation] | None = None,
+        store: FaceStore | None = None,
     ):
         self.config = config
         self.limits = config.limits
         home = config.home
         master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
         self.keys = KeyStore(config.resolved_keys_path, load_master_key(home, master, create=True))
-        self.store = FaceStore(
+        # ``store``: the store actor's client when the API shares the store with stream processors.
+        self.store = store or FaceStore(
             StoreConfig(
                 uri=config.resolved_store_uri,
                 token=config.store_token,
                 pagination_secret=config.pagination_secret,
             )
         )
+        #: stream processors and match events (set by :func:`serve.streams.attach`), if installed
+        self.streams: Any = None
         self.audit = AuditLog(config.resolved_audit_path)
         self.ops = FaceOperations(analyzer, self.store, self.audit)
         self.operations: dict[str, Operation] = {op.name: op for op in OPERATIONS}

@@ -143,6 +143,8 @@ class FaceStore:
             # where the connection broke; all mean the same thing to our callers.
             message = self._scrub(f"Milvus at {self.uri} failed to {what}: {type(exc).__name__}: {exc}")
             logger.warning("%s", message)
+            # The verb only ("upsert", "search", "connect"...): bounded, never a name or id.
+            _count("facestream_store_errors_total", 1, operation=what.split(" ", 1)[0])
             raise StoreUnavailable(message) from None
 
     def _client(self) -> Any:
@@ -448,6 +450,7 @@ class FaceStore:
             for i in range(0, len(rows), step):
                 self._client().upsert(milvus_name, rows[i : i + step], timeout=self._t())
         logger.info("upserted %s faces into %r", len(rows), row["name"])
+        _count("facestream_store_upserts_total", len(rows), collection=str(row["name"]))
         return [r["face_id"] for r in rows]
 
     def list_faces(
@@ -838,6 +841,18 @@ def _quiet_lite_grpc_noise() -> None:
     grpc_log = logging.getLogger("grpc._server")
     if not any(isinstance(f, _DropUnimplementedAllocTimestamp) for f in grpc_log.filters):
         grpc_log.addFilter(_DropUnimplementedAllocTimestamp())
+
+
+def _count(metric: str, value: float, **labels: str) -> None:
+    """A counter increment that never fails a store operation."""
+    if not value:
+        return
+    try:
+        from facestream import metrics
+
+        metrics.inc(metric, value, **labels)
+    except Exception as exc:  # a metrics backend problem must not become a store error
+        logger.debug("metric %s not recorded: %s", metric, exc)
 
 
 def _to_row(rec: FaceRecord) -> dict[str, Any]:

@@ -54,6 +54,7 @@ def app_args(home: Path) -> ApiAppArgs:
         api=ApiConfig(
             home=home,
             image_roots={"test-faces": faces_dir()},
+            media_dirs=(faces_dir(),),
             limits=ApiLimits(analysis_timeout_s=300.0),
         ),
         deployment=ApiDeploymentConfig(num_cpus=0.25),

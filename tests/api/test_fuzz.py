@@ -19,13 +19,17 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from serve.service import OPERATIONS
+from serve.streams import stream_operations
 from tests.api.conftest import PURPOSE, Api
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES_PER_OPERATION = 40
 BUDGET_S = 150.0
-ROLE_FOR = {op.name: "viewer" if len(op.roles) > 1 else next(iter(op.roles)).value for op in OPERATIONS}
+ROLE_FOR = {
+    op.name: "viewer" if len(op.roles) > 1 else next(iter(op.roles)).value
+    for op in [*OPERATIONS, *stream_operations()]
+}
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "api_fuzz.json"
 
 
@@ -37,7 +41,8 @@ def test_openapi_fuzz_no_server_errors(api: Api) -> None:
     failures: list[str] = []
     started = time.monotonic()
     operations = [r.ok() for r in schema.get_all_operations()]
-    assert len(operations) >= 27, [o.label for o in operations]  # 22 operations + 5 upload forms
+    # 22 face/key/audit operations + 8 stream-processor/event operations + 5 upload forms
+    assert len(operations) >= 35, [o.label for o in operations]
     for op in operations:
         # Each operation is called with a role allowed to call it (403s are tested elsewhere).
         role = ROLE_FOR[op.path.split("/")[2]]
