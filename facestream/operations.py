@@ -53,8 +53,18 @@ def check_purpose(purpose: str | None) -> str:
 
 
 def check_threshold(value: float, name: str = "threshold") -> float:
+    """A threshold in [0, 100] and not below the deployment profile's floor
+    (``FACESTREAM_PROFILE``: public-safety refuses anything under 99)."""
+    from facestream.profiles import resolve_profile
+
     if not 0.0 <= value <= 100.0:
         raise InvalidParameter(f"{name} must be in [0, 100], got {value}")
+    profile = resolve_profile()
+    if value < profile.min_threshold:
+        raise InvalidParameter(
+            f"{name} {value} is below the floor of {profile.min_threshold} set by the "
+            f"{profile.name!r} deployment profile"
+        )
     return float(value)
 
 

@@ -3,7 +3,7 @@
 =============  =================  ===============  ==========================================
 profile        default threshold  lowest allowed   meant for
 =============  =================  ===============  ==========================================
-general        80                 50               access control, photo organisation, search
+general        80                 0                access control, photo organisation, search
 public-safety  99                 99               any use that can lead to action against a
                                                    person (AWS's own guidance for law
                                                    enforcement is 99)
@@ -42,7 +42,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "general": Profile("general", default_threshold=80.0, min_threshold=50.0),
+    "general": Profile("general", default_threshold=80.0, min_threshold=0.0),
     "public-safety": Profile("public-safety", default_threshold=99.0, min_threshold=99.0),
 }
 

@@ -26,7 +26,7 @@ def test_profile_thresholds(profile: str, requested: float | None, expected: flo
 
 
 @pytest.mark.parametrize(
-    ("profile", "requested"), [("public-safety", 80.0), ("general", 10.0), ("general", 101.0)]
+    ("profile", "requested"), [("public-safety", 80.0), ("general", -1.0), ("general", 101.0)]
 )
 def test_profile_refuses_lower_thresholds(profile: str, requested: float) -> None:
     with pytest.raises(InvalidParameter):
@@ -98,3 +98,13 @@ def test_calibration_and_metrics() -> None:
     assert tar_at_far(scores, same, 1e-2) > 0.9
     with pytest.raises(InvalidParameter):
         calibrate(scores, same, 1.5)
+
+
+def test_operations_enforce_the_profile_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facestream.operations import check_threshold
+
+    assert check_threshold(80.0) == 80.0
+    monkeypatch.setenv("FACESTREAM_PROFILE", "public-safety")
+    with pytest.raises(InvalidParameter, match="public-safety"):
+        check_threshold(80.0, "FaceMatchThreshold")
+    assert check_threshold(99.5) == 99.5
