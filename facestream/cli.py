@@ -234,9 +234,11 @@ def cmd_faces(ctx: Context) -> None:
 
 def cmd_search(ctx: Context) -> None:
     from facestream.operations import check_purpose
+    from facestream.profiles import resolve_profile
 
     a = ctx.args
     check_purpose(a.purpose)  # refuse before touching any image
+    threshold = resolve_profile().threshold(a.threshold)
     ctx.store.describe_collection(a.collection)
 
     def one(path: str, img: LoadedImage) -> None:
@@ -245,7 +247,7 @@ def cmd_search(ctx: Context) -> None:
             img,
             actor=Actor.local_cli(),
             purpose=a.purpose,
-            threshold=a.threshold,
+            threshold=threshold,
             max_faces=a.max_faces,
         )
         human = "\n".join(
@@ -344,7 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("collection")
     p.add_argument("image")
     p.add_argument("--purpose", required=True, help="why this search is made (case id or reason); audited")
-    p.add_argument("--threshold", type=float, default=80.0, help="FaceMatchThreshold 0-100 (default 80)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="FaceMatchThreshold 0-100 (default: the profile's, 80 general / 99 public-safety)",
+    )
     p.add_argument("--max-faces", type=int, default=10, help="at most K matches (default 10)")
     _common(p)
     p.set_defaults(fn=cmd_search)
