@@ -61,7 +61,7 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef(
         "facestream_stream_decode_seconds",
         "histogram",
-        "time to demux+decode one analysed frame",
+        "CPU time of the decode thread per sampled frame (demux, decode, RGB)",
         ("stream",),
         LATENCY_BUCKETS_S,
     ),

@@ -257,26 +257,34 @@ class StreamWorker:
             counters=self.stats_.counters,
             stream_id=s.name,
         )
-        counters = self.stats_.counters
         frames = source.frames()
+        # CPU time of this thread between two sampled frames: demux + decode + RGB conversion,
+        # without the waits of a live or paced source.
+        cpu0 = time.thread_time()
         try:
             for frame in frames:
-                if not self._acquire_slot(block=not source.realtime):
-                    counters.drops["inference_busy"] += 1
-                    continue
-                try:
-                    response = self.face.analyze.remote(frame.rgb)
-                except Exception as exc:
-                    self._slots.release()
-                    counters.drops["inference_error"] += 1
-                    log.warning("submit failed: %s", type(exc).__name__, extra=self.extra)
-                    continue
-                counters.submitted += 1
-                with self._pending_cv:
-                    self._pending.append(_Pending(_info(frame), response))
-                    self._pending_cv.notify()
+                observe("facestream_stream_decode_seconds", time.thread_time() - cpu0, stream=s.name)
+                self._submit(frame, block=not source.realtime)
+                cpu0 = time.thread_time()
         finally:
             frames.close()  # closes the container inside the generator
+
+    def _submit(self, frame: SampledFrame, *, block: bool) -> None:
+        counters = self.stats_.counters
+        if not self._acquire_slot(block=block):
+            counters.drops["inference_busy"] += 1
+            return
+        try:
+            response = self.face.analyze.remote(frame.rgb)
+        except Exception as exc:
+            self._slots.release()
+            counters.drops["inference_error"] += 1
+            log.warning("submit failed: %s", type(exc).__name__, extra=self.extra)
+            return
+        counters.submitted += 1
+        with self._pending_cv:
+            self._pending.append(_Pending(_info(frame), response))
+            self._pending_cv.notify()
 
     def _acquire_slot(self, *, block: bool) -> bool:
         if not block:
@@ -292,11 +300,18 @@ class StreamWorker:
         counters = self.stats_.counters
         while True:
             with self._pending_cv:
-                while not self._pending and not self._source_ended.is_set():
-                    self._pending_cv.wait(0.2)
+                if not self._pending and not self._source_ended.is_set():
+                    self._pending_cv.wait(0.5)
                 if not self._pending:
-                    return
-                item = self._pending.popleft()
+                    if self._source_ended.is_set():
+                        return
+                    item = None
+                else:
+                    item = self._pending.popleft()
+            if item is None:
+                # Idle (reconnecting, stalled, paced): counters still reach Prometheus.
+                self._flush_metrics()
+                continue
             try:
                 batch: FaceBatch = item.response.result(timeout_s=self.settings.inference_timeout_s)
             except TimeoutError:
