@@ -2,7 +2,7 @@
 
 Each node is one ``ray start --block`` process (head or worker) in the foreground, so every Ray
 process of the cluster (GCS, raylet, dashboard, agents, workers) is a descendant of a process
-this helper started. :meth:`LocalRayCluster.stop` signals exactly those PIDs — never ``ray stop``,
+this helper started. :meth:`LocalRayCluster.stop` signals exactly those PIDs — never the ``ray`` CLI's stop,
 which would stop every Ray on the machine.
 
 Every port is chosen free on 127.0.0.1 (the defaults, e.g. the dashboard agent's 52365, may be

@@ -1,7 +1,7 @@
 """A local Ray (node IP 127.0.0.1) and Serve (HTTP on a free loopback port) for tests.
 
 Started once per test session and shut down with ``serve.shutdown()`` / ``ray.shutdown()``
-(never ``ray stop``, which would kill every Ray on the machine).
+(never the ``ray`` CLI's stop command, which would kill every Ray on the machine).
 """
 
 from __future__ import annotations

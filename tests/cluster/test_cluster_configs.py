@@ -24,7 +24,7 @@ def test_ray_up_config_matches_rays_schema() -> None:
     assert config["idle_timeout_minutes"] > 0
     for name, t in types.items():
         assert t["min_workers"] <= t["max_workers"], name
-    assert not any("ray stop" in c for c in config.get("head_start_ray_commands", []))
+    assert not any(c.split()[:2] == ["ray", "stop"] for c in config.get("head_start_ray_commands", []))
 
 
 def test_rayservice_embeds_a_valid_serve_config() -> None:
