@@ -31,6 +31,31 @@ from facestream.config import (
 from facestream.errors import InvalidParameter
 
 
+class StatePaths:
+    """Where state lives under a ``home`` directory unless a path is given explicitly.
+
+    Mixed into every config that has ``home``, ``store_uri``, ``audit_path`` and
+    ``events_path`` fields, so the CLI, the stream jobs and the API agree on one layout.
+    """
+
+    home: Path
+    store_uri: str | None
+    audit_path: Path | None
+    events_path: Path | None
+
+    @property
+    def resolved_store_uri(self) -> str:
+        return self.store_uri or str(self.home / "milvus.db")
+
+    @property
+    def resolved_audit_path(self) -> Path:
+        return self.audit_path or self.home / "audit.jsonl"
+
+    @property
+    def resolved_events_path(self) -> Path:
+        return self.events_path or self.home / "events.sqlite3"
+
+
 class Settings(_Model):
     home: Path = Field(description="directory for the embedded store, the audit log and spools")
     store_uri: str = Field(

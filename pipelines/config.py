@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from facestream.config import EmbeddingServiceConfig
+from facestream.settings import StatePaths
 
 #: Schemes a stream source may use, by source kind. Anything else is refused.
 ALLOWED_SCHEMES: dict[str, tuple[str, ...]] = {
@@ -285,7 +286,7 @@ class ProcessorSettings(_Model):
         return v.strip()
 
 
-class RuntimeConfig(_Model):
+class RuntimeConfig(StatePaths, _Model):
     """Where a fleet runs: state, store, audit, the shared face deployment."""
 
     home: Path = Field(Path("var/facestream"), description="state directory (registry, spools)")
@@ -304,18 +305,6 @@ class RuntimeConfig(_Model):
     )
     app_name: str = Field("facestream-faces", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="Serve app name")
     embedding: EmbeddingServiceConfig = Field(default_factory=EmbeddingServiceConfig)
-
-    @property
-    def resolved_store_uri(self) -> str:
-        return self.store_uri or str(self.home / "milvus.db")
-
-    @property
-    def resolved_audit_path(self) -> Path:
-        return self.audit_path or self.home / "audit.jsonl"
-
-    @property
-    def resolved_events_path(self) -> Path:
-        return self.events_path or self.home / "events.sqlite3"
 
 
 class FleetConfig(_Model):

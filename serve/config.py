@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from facestream.config import EmbeddingServiceConfig
+from facestream.settings import StatePaths
 
 _BUCKET = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
 
@@ -68,7 +69,7 @@ class AuthConfig(_Model):
     )
 
 
-class ApiConfig(_Model):
+class ApiConfig(StatePaths, _Model):
     """Everything the API deployment needs; passed to each replica as a dict."""
 
     home: Path = Field(Path("var/facestream"), description="state directory (keys, audit log, store)")
@@ -113,18 +114,6 @@ class ApiConfig(_Model):
             if not _BUCKET.fullmatch(name):
                 raise ValueError(f"image root name {name!r} must match {_BUCKET.pattern}")
         return roots
-
-    @property
-    def resolved_store_uri(self) -> str:
-        return self.store_uri or str(self.home / "milvus.db")
-
-    @property
-    def resolved_audit_path(self) -> Path:
-        return self.audit_path or self.home / "audit.jsonl"
-
-    @property
-    def resolved_events_path(self) -> Path:
-        return self.events_path or self.home / "events.sqlite3"
 
     @property
     def uses_store_actor(self) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -747,21 +748,7 @@ class FaceStore:
         if user_id is not None:
             v.check_user_id(user_id)
         faces = self.get_faces(collection, face_ids, with_embeddings=True)
-        changed = [
-            FaceRecord(
-                face_id=f.face_id,
-                external_image_id=f.external_image_id,
-                image_id=f.image_id,
-                bounding_box=f.bounding_box,
-                confidence=f.confidence,
-                quality=f.quality,
-                created_at_ms=f.created_at_ms,
-                user_id=user_id,
-                embedding=f.embedding,
-            )
-            for f in faces
-            if f.user_id != user_id
-        ]
+        changed = [dataclasses.replace(f, user_id=user_id) for f in faces if f.user_id != user_id]
         if changed:
             with self._milvus(f"update faces of {row['name']!r}"):
                 self._client().upsert(
