@@ -43,19 +43,29 @@ class FaceAnalysisService:
             batched.set_max_batch_size(self.config.max_batch_size)
             batched.set_batch_wait_timeout_s(self.config.batch_wait_timeout_s)
         self._batch_sizes: Counter[int] = Counter()
+        self._queue: Counter[str] = Counter()
         self._frames = 0
         self._busy_s = 0.0
         log.info("face analysis replica ready (pid %s, model %s)", os.getpid(), self.analyzer.model_name)
 
     async def analyze(self, frame: np.ndarray) -> FaceBatch:
         """One RGB uint8 frame (H, W, 3) -> its faces with embeddings."""
-        result: FaceBatch = await self.analyze_batch(frame)
-        return result
+        return await self._queued("analyze", self.analyze_batch, frame)
 
     async def detect(self, frame: np.ndarray) -> FaceBatch:
         """One RGB uint8 frame (H, W, 3) -> its faces, no embeddings."""
-        result: FaceBatch = await self.detect_batch(frame)
-        return result
+        return await self._queued("detect", self.detect_batch, frame)
+
+    async def _queued(self, method: str, batched: Any, frame: np.ndarray) -> FaceBatch:
+        """Await the batched call while counting the frames waiting or running in this replica."""
+        self._queue[method] += 1
+        metrics.set_gauge("facestream_serve_queue_depth", self._queue[method], method=method)
+        try:
+            result: FaceBatch = await batched(frame)
+            return result
+        finally:
+            self._queue[method] -= 1
+            metrics.set_gauge("facestream_serve_queue_depth", self._queue[method], method=method)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
     async def analyze_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:

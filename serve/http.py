@@ -20,6 +20,7 @@ answered 500 ``InternalServerError`` naming only that id.
 import base64
 import json
 import logging
+import time
 import uuid
 from typing import Annotated, Any, cast
 
@@ -30,6 +31,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from facestream import metrics
 from facestream.errors import FacestreamError, InvalidParameter
 from serve.errors import InternalServerError, RequestTooLarge, Serialization, UnknownOperation
 from serve.service import ApiService, Operation, Principal
@@ -124,6 +126,29 @@ def create_app(service: ApiService) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    known_ops = set(service.operations)
+
+    def _operation_label(request: Request) -> str:
+        """A bounded label: a known operation name, else "unknown" (never the raw path)."""
+        path = request.url.path
+        if path == "/":
+            name = request.headers.get("x-amz-target", "").removeprefix(TARGET_PREFIX)
+        elif path.startswith("/v1/"):
+            name = path[4:].removesuffix("/upload")
+        else:
+            return "other"
+        return name if name in known_ops else "unknown"
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Any) -> Response:
+        # Added last, so it wraps every other middleware: refusals are counted too.
+        t0 = time.perf_counter()
+        response: Response = await call_next(request)
+        op = _operation_label(request)
+        metrics.inc("facestream_http_requests_total", operation=op, code=str(response.status_code))
+        metrics.observe("facestream_http_request_seconds", time.perf_counter() - t0, operation=op)
+        return response
 
     # ── Rekognition wire protocol ───────────────────────────────────────────────────────
 
