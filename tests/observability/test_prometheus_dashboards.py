@@ -108,8 +108,8 @@ def test_dashboards_are_well_formed() -> None:
 def derived_prometheus_config(sd_file: Path) -> dict[str, Any]:
     """cluster/prometheus/prometheus.yml with Ray's SD file replaced by ``sd_file``, scraping fast.
 
-    Jobs with static targets (the HTTP API on :8000) are left out: nothing of this test listens
-    there, and another process on this machine might.
+    Any job with static targets is left out: nothing of this test listens there, and another
+    process on this machine might.
     """
     cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
     cfg["global"]["scrape_interval"] = "1s"
