@@ -9,10 +9,25 @@ from typing import Any
 from facestream.audit import Actor
 
 
+def _events(ctx: Any) -> Any:
+    """The deployment's match-event store (``<home>/events.sqlite3``), if it exists."""
+    from pipelines.sinks import EventStore
+
+    path = ctx.settings.home / "events.sqlite3"
+    return EventStore(path) if path.exists() else None
+
+
 def cmd_retention(ctx: Any) -> None:
     from facestream.privacy import enforce_retention
 
-    rep = enforce_retention(ctx.store, ctx.audit, Actor.local_cli(), now_ms=ctx.args.now_ms).to_dict()
+    rep = enforce_retention(
+        ctx.store,
+        ctx.audit,
+        Actor.local_cli(),
+        now_ms=ctx.args.now_ms,
+        events=_events(ctx),
+        events_retention_days=ctx.args.events_retention_days,
+    ).to_dict()
     human = "\n".join(f"{c}: {n} expired face(s) deleted" for c, n in rep["deleted_faces"].items()) or (
         "no collection has a retention period"
     )
@@ -31,6 +46,7 @@ def cmd_erase(ctx: Any) -> None:
         external_image_id=a.external_id,
         user_id=a.user_id,
         collections=a.collection,
+        events=_events(ctx),
     )
     ctx.emit(out, f"erased {out['Total']} face(s): {out['DeletedFaces']}")
 
@@ -40,6 +56,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     rsub = p.add_subparsers(dest="action", required=True)
     q = rsub.add_parser("enforce", help="delete faces older than their collection's retention period")
     q.add_argument("--now-ms", type=int, help="the time to enforce at (epoch ms; default: now)")
+    q.add_argument("--events-retention-days", type=int, help="also delete match events older than this")
     common(q, model=False)
     q.set_defaults(fn=cmd_retention)
 

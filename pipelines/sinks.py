@@ -205,6 +205,25 @@ class EventStore:
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def erase(self, *, external_image_id: str | None = None, face_ids: list[str] | None = None) -> int:
+        """Delete every event that matched this person (by ExternalImageId and/or FaceIds); count."""
+        n = 0
+        with self._lock, self._db:
+            if external_image_id is not None:
+                n += self._db.execute(
+                    "DELETE FROM events WHERE external_image_id = ?", (external_image_id,)
+                ).rowcount
+            for i in range(0, len(face_ids or []), 500):
+                chunk = (face_ids or [])[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                n += self._db.execute(f"DELETE FROM events WHERE face_id IN ({marks})", chunk).rowcount  # noqa: S608 - placeholders only
+        return n
+
+    def delete_older_than(self, server_ts_s: float) -> int:
+        """Retention: delete events whose ServerTimestamp (epoch s) is before ``server_ts_s``."""
+        with self._lock, self._db:
+            return int(self._db.execute("DELETE FROM events WHERE server_ts < ?", (server_ts_s,)).rowcount)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

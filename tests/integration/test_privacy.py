@@ -81,7 +81,7 @@ def test_erasure_removes_a_person_everywhere_and_keeps_only_the_fact(
     with pytest.raises(InvalidParameter):
         erase_person(store, audit, ACTOR, purpose="request 7")
     out = erase_person(store, audit, ACTOR, purpose="erasure request 7", external_image_id="jane-doe")
-    assert out == {"DeletedFaces": {"watchlist": 2, "staff": 1}, "Total": 3}
+    assert out == {"DeletedFaces": {"watchlist": 2, "staff": 1}, "Total": 3, "DeletedEvents": 0}
     # Search no longer finds her: her own vector returns nothing at any threshold.
     hits = store.search(
         "watchlist", target[0].embedding[None], model="dlib-resnet", max_faces=5, min_similarity=0
@@ -105,3 +105,42 @@ def test_erasure_by_user_id(store: FaceStore, tmp_path: Path) -> None:
     store.set_face_user("users", [f.face_id for f in faces[:2]], "u-1")
     out = erase_person(store, audit, ACTOR, purpose="dsar 9", user_id="u-1", collections=["users"])
     assert out["Total"] == 2 and store.describe_collection("users").face_count == 1
+
+
+def _event(event_id: str, face_id: str, ext: str, server_ts_s: float) -> dict:
+    return {
+        "EventId": event_id,
+        "Revision": 1,
+        "TrackId": "t-" + event_id,
+        "InputInformation": {
+            "Stream": {"Name": "cam-1", "FrameOffsetInSeconds": 1.0, "ServerTimestamp": server_ts_s}
+        },
+        "FaceSearchResponse": [
+            {"MatchedFaces": [{"Similarity": 99.0, "Face": {"FaceId": face_id, "ExternalImageId": ext}}]}
+        ],
+    }
+
+
+def test_erasure_and_retention_reach_the_match_events(store: FaceStore, tmp_path: Path) -> None:
+    from pipelines.sinks import EventStore
+
+    rng = np.random.default_rng(3)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    events = EventStore(tmp_path / "events.sqlite3")
+    store.create_collection("watchlist", model="dlib-resnet", dim=128)
+    jane, other = _face("jane-doe", T0, rng), _face("other", T0, rng)
+    store.add_faces("watchlist", [jane, other], model="dlib-resnet")
+    events.upsert(
+        [
+            _event("e1", jane.face_id, "jane-doe", T0 / 1000),
+            _event("e2", other.face_id, "other", T0 / 1000),
+            _event("e3", other.face_id, "other", (T0 - 40 * DAY_MS) / 1000),
+        ]
+    )
+    out = erase_person(store, audit, ACTOR, purpose="dsar 11", external_image_id="jane-doe", events=events)
+    assert out["DeletedEvents"] == 1
+    assert events.query(external_image_id="jane-doe") == []
+    rep = enforce_retention(store, audit, ACTOR, now_ms=T0, events=events, events_retention_days=30)
+    assert rep.deleted_events == 1
+    assert [e["EventId"] for e in events.query()] == ["e2"]
+    events.close()
