@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from facestream.errors import ModelUnavailable
-from models.embedders.dlib_dat import _Reader, default_cache_dir, sha256_file
+from models.embedders.dlib_dat import _Reader, load_converted
 
 logger = logging.getLogger(__name__)
 
@@ -367,20 +367,17 @@ def load_shape_predictor(
     unreadable or inconsistent cache file is rebuilt; an unwritable cache dir is logged and skipped.
     """
     path = Path(dat_path) if dat_path is not None else default_shape_predictor_path()
-    if not path.is_file():
-        raise ModelUnavailable(f"{path}: dlib shape-predictor model file not found")
-    sha = sha256_file(path)
-    cpath = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), sha)
-    if use_cache and cpath.is_file():
-        cached = _read_cache(cpath)
-        if cached is not None:
-            logger.debug("shape predictor from cache %s", cpath)
-            return LoadedShapePredictor(cached, sha, path, cpath, from_cache=True)
-    model = parse_shape_predictor_dat(path)
-    written = use_cache and _write_cache(cpath, model)
-    if written:
-        logger.info("converted %s (sha256 %s) into %s", path, sha[:12], cpath)
-    return LoadedShapePredictor(model, sha, path, cpath if written else None, from_cache=False)
+    c = load_converted(
+        path,
+        cache_dir,
+        use_cache,
+        what="dlib shape-predictor model",
+        cache_path=_cache_path,
+        read=_read_cache,
+        write=_write_cache,
+        parse=parse_shape_predictor_dat,
+    )
+    return LoadedShapePredictor(c.value, c.sha256, path, c.cache_path, from_cache=c.from_cache)
 
 
 # ------------------------------------------------------------------------------------------------

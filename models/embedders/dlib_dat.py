@@ -37,13 +37,17 @@ import math
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 
 from facestream.errors import ModelUnavailable
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -580,6 +584,49 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Converted(Generic[T]):
+    """A .dat file's parse, from the sha256-keyed cache or freshly converted."""
+
+    value: T
+    sha256: str
+    cache_path: Path | None
+    from_cache: bool
+
+
+def load_converted(
+    path: Path,
+    cache_dir: str | os.PathLike[str] | None,
+    use_cache: bool,
+    *,
+    what: str,
+    cache_path: Callable[[Path, str], Path],
+    read: Callable[[Path], T | None],
+    write: Callable[[Path, T], bool],
+    parse: Callable[[Path], T],
+) -> Converted[T]:
+    """The cache-or-parse policy every dlib model file shares.
+
+    The cache file name carries the ``.dat``'s sha256, so another file never hits a stale entry;
+    an unreadable cache file (``read`` returns None) is rebuilt; an unwritable cache dir is
+    skipped (``write`` returns False).
+    """
+    if not path.is_file():
+        raise ModelUnavailable(f"{path}: {what} file not found")
+    sha = sha256_file(path)
+    cpath = cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), sha)
+    if use_cache and cpath.is_file():
+        cached = read(cpath)
+        if cached is not None:
+            logger.debug("%s from cache %s", what, cpath)
+            return Converted(cached, sha, cpath, from_cache=True)
+    value = parse(path)
+    written = use_cache and write(cpath, value)
+    if written:
+        logger.info("converted %s (sha256 %s) into %s", path, sha[:12], cpath)
+    return Converted(value, sha, cpath if written else None, from_cache=False)
+
+
 def load_dlib_resnet_weights(
     dat_path: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -593,21 +640,21 @@ def load_dlib_resnet_weights(
     directory that cannot be written is logged and skipped.
     """
     path = Path(dat_path) if dat_path is not None else default_dat_path()
-    if not path.is_file():
-        raise ModelUnavailable(f"{path}: dlib face-recognition model file not found")
-    sha = sha256_file(path)
-    cpath = _cache_path(Path(cache_dir) if cache_dir is not None else default_cache_dir(), sha)
-    if use_cache and cpath.is_file():
-        cached = _read_cache(cpath)
-        if cached is not None:
-            logger.debug("dlib resnet weights from cache %s", cpath)
-            return LoadedWeights(cached, sha, path, cpath, from_cache=True)
-    arrays = parse_dlib_resnet_dat(path)
-    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    written = use_cache and _write_cache(cpath, tensors)
-    if written:
-        logger.info("converted %s (sha256 %s) into %s", path, sha[:12], cpath)
-    return LoadedWeights(tensors, sha, path, cpath if written else None, from_cache=False)
+
+    def parse(p: Path) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in parse_dlib_resnet_dat(p).items()}
+
+    c = load_converted(
+        path,
+        cache_dir,
+        use_cache,
+        what="dlib face-recognition model",
+        cache_path=_cache_path,
+        read=_read_cache,
+        write=_write_cache,
+        parse=parse,
+    )
+    return LoadedWeights(c.value, c.sha256, path, c.cache_path, from_cache=c.from_cache)
 
 
 __all__ = [
