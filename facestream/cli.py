@@ -377,6 +377,7 @@ _EXTENSIONS: tuple[str, ...] = (
     "facestream.cli_models",
     "facestream.cli_privacy",
     "facestream.cli_accountability",
+    "facestream.cli_review",
     "serve.cli",
     "pipelines.cli",
 )

@@ -66,6 +66,13 @@ class ResourceInUse(FacestreamError):
     http_status = 400
 
 
+class Conflict(FacestreamError):
+    """The request conflicts with the resource's current state (HTTP 409)."""
+
+    code = "ConflictException"
+    http_status = 409
+
+
 class CollectionExists(FacestreamError):
     code = "ResourceAlreadyExistsException"
     http_status = 400

@@ -86,6 +86,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef("facestream_searches_total", "counter", "vector searches", ("collection",)),
     MetricDef("facestream_matches_total", "counter", "match events emitted", ("collection",)),
     MetricDef(
+        "facestream_match_candidates_total",
+        "counter",
+        "matches held for human confirmation",
+        ("collection",),
+    ),
+    MetricDef(
         "facestream_search_seconds", "histogram", "vector search latency", ("collection",), LATENCY_BUCKETS_S
     ),
     MetricDef(

@@ -8,6 +8,7 @@ Every URL and token is a :class:`SecretStr`: a camera URL often carries a passwo
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -26,6 +27,8 @@ ALLOWED_SCHEMES: dict[str, tuple[str, ...]] = {
 }
 PROCESSOR_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 COLLECTION_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,255}")
+#: the longest a processor may keep unknown faces, and keep each of them
+MAX_UNKNOWN_DAYS = 30
 
 
 class _Model(BaseModel):
@@ -243,6 +246,44 @@ class DeliveryConfig(_Model):
     )
 
 
+class UnknownFacesConfig(_Model):
+    """Keeping faces that match nothing: off by default (watchlist-only), time-limited, audited.
+
+    When on (until ``until``), each track that ends without a match has its best embedding
+    upserted to ``collection`` (default ``<collection>-unknown``, created with
+    ``retention_days``), labelled ``unknown.<processor>.<track>``; each kept face is audited.
+    """
+
+    keep: bool = Field(False, description="keep unmatched faces (explicit opt-in)")
+    until: datetime | None = Field(
+        None, description="keeping stops at this time (UTC, ISO 8601); required when keep is on"
+    )
+    collection: str | None = Field(
+        None, description="where unknown faces go; None: '<collection>-unknown'", min_length=1, max_length=255
+    )
+    retention_days: int = Field(7, ge=1, le=MAX_UNKNOWN_DAYS, description="kept faces expire after this")
+
+    @field_validator("until")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v if v is None or v.tzinfo else v.replace(tzinfo=UTC)
+
+    @model_validator(mode="after")
+    def _limited(self) -> UnknownFacesConfig:
+        if not self.keep:
+            return self
+        if self.until is None:
+            raise ValueError("unknown_faces.keep needs unknown_faces.until (keeping must be time-limited)")
+        if self.until > datetime.now(UTC) + timedelta(days=MAX_UNKNOWN_DAYS):
+            raise ValueError(f"unknown_faces.until is more than {MAX_UNKNOWN_DAYS} days ahead")
+        if self.collection is not None and not COLLECTION_NAME.fullmatch(self.collection):
+            raise ValueError(f"collection name {self.collection!r}: expected 1-255 of [A-Za-z0-9_.-]")
+        return self
+
+    def active(self, now: datetime | None = None) -> bool:
+        return bool(self.keep and self.until is not None and (now or datetime.now(UTC)) < self.until)
+
+
 class ProcessorSettings(_Model):
     """One stream processor: a source searched against one collection (CreateStreamProcessor)."""
 
@@ -263,6 +304,17 @@ class ProcessorSettings(_Model):
     sinks: tuple[SinkConfig, ...] = Field((), max_length=16, description="where match records go")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     actor_num_cpus: float = Field(0.25, ge=0.0, le=16.0, description="CPUs reserved by the decode actor")
+    unknown_faces: UnknownFacesConfig = Field(default_factory=UnknownFacesConfig)
+    evidence_frames: bool = Field(
+        False,
+        description="keep one redacted frame per event (every face blurred except the matched one)",
+    )
+    preview_interval_s: float | None = Field(
+        None,
+        ge=1.0,
+        le=3600.0,
+        description="write a small preview frame (all faces blurred) this often for the console; None: never",
+    )
 
     @field_validator("name")
     @classmethod

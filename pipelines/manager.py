@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ def _reveal(obj: Any) -> Any:
         return [_reveal(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, datetime):
+        return obj.isoformat()
     return obj
 
 

@@ -126,6 +126,9 @@ class FaceTracker:
         self._run = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self.tracks_started = 0
+        #: tracks that ended without a match at or above the threshold (see :meth:`drain_unmatched`)
+        self._unmatched: list[Track] = []
+        self.collect_unmatched = False
 
     def _expire(self, info: FrameInfo) -> None:
         gap = self.config.max_gap_s
@@ -136,7 +139,26 @@ class FaceTracker:
             or info.offset_s - t.last.offset_s > gap
             or info.offset_s < t.last.offset_s
         ]:
-            del self.tracks[tid]
+            self._end(tid)
+
+    def _end(self, tid: str) -> None:
+        track = self.tracks.pop(tid)
+        if (
+            self.collect_unmatched
+            and track.searches
+            and not any(ev.reported is not None for ev in track.identities.values())
+        ):
+            self._unmatched.append(track)
+
+    def end_all(self) -> None:
+        """The stream ended: every open track ends."""
+        for tid in list(self.tracks):
+            self._end(tid)
+
+    def drain_unmatched(self) -> list[Track]:
+        """Ended, searched tracks that matched nobody (only collected when asked to)."""
+        out, self._unmatched = self._unmatched, []
+        return out
 
     def observe(self, info: FrameInfo, batch: FaceBatch) -> list[SearchRequest]:
         """Link the faces of one analysed frame to tracks; return the searches to make."""

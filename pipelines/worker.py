@@ -18,10 +18,15 @@ results thread finishes the frames in flight, the deliverer drains for a bounded
 from __future__ import annotations
 
 import collections
+import hashlib
+import io
 import logging
+import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +34,26 @@ import numpy as np
 
 from facestream.audit import Actor, AuditLog
 from facestream.errors import FacestreamError, ModelMismatch
+from facestream.store.records import FaceRecord
 from facestream.types import FaceBatch
 from pipelines.config import ProcessorSettings
 from pipelines.events import match_record
+from pipelines.review import Filing, ReviewStore, effective_required, review_path
 from pipelines.sampling import Counters
 from pipelines.sinks import Deliverer, Spool, make_sink
 from pipelines.source import FrameSource, SampledFrame, StreamStatus
 from pipelines.store_actor import call
 from pipelines.telemetry import gauge, inc, observe
-from pipelines.tracker import FaceTracker, FrameInfo
+from pipelines.tracker import FaceTracker, FrameInfo, Track, iou_matrix
 from pipelines.urls import describe_source
 
 log = logging.getLogger(__name__)
 
 _HISTORY = 200
 _LATENCIES = 20_000
+_POLICY_REFRESH_S = 5.0
+_CROP_SIDE_PX = 160
+_PREVIEW_SIDE_PX = 320
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class WorkerContext:
 class _Pending:
     frame: FrameInfo
     response: Any
+    rgb: np.ndarray
 
 
 @dataclass
@@ -75,6 +86,9 @@ class _Stats:
     faces: int = 0
     searches: int = 0
     events: int = 0
+    candidates: int = 0
+    suppressed: int = 0
+    unknown_kept: int = 0
 
 
 class StreamWorker:
@@ -109,6 +123,12 @@ class StreamWorker:
         self._flushed: dict[str, int] = {}
         self._deliverer: Deliverer | None = None
         self._spool: Spool | None = None
+        self._review: ReviewStore | None = None
+        self._required = 0
+        self._required_at = 0.0
+        self._collection_requires = False
+        self._preview_at = 0.0
+        self._evidence: Any = None
         self.tracker = FaceTracker(settings.tracking, settings.threshold)
 
     # --- status -----------------------------------------------------------------------------
@@ -141,6 +161,10 @@ class StreamWorker:
             "Faces": self.stats_.faces,
             "Searches": self.stats_.searches,
             "Events": self.stats_.events,
+            "Candidates": self.stats_.candidates,
+            "Suppressed": self.stats_.suppressed,
+            "UnknownFacesKept": self.stats_.unknown_kept,
+            "RequiredConfirmations": self._required,
             "TracksStarted": self.tracker.tracks_started,
             "InFlight": len(self._pending),
             "Spooled": self._spool.count() if self._spool is not None else 0,
@@ -191,6 +215,8 @@ class StreamWorker:
             return
         spool_path = self.ctx.home / "spool" / f"{self.settings.name}.sqlite3"
         self._spool = Spool(spool_path)
+        self._review = ReviewStore(review_path(self.ctx.home))
+        self._open_extras()
         sinks = [make_sink(s) for s in self.settings.sinks]
         self._deliverer = Deliverer(self._spool, sinks, self.settings.delivery, self.settings.name)
         delivery = threading.Thread(
@@ -220,6 +246,7 @@ class StreamWorker:
             delivery.join(timeout=self.settings.delivery.drain_timeout_s + 10)
             self._deliverer.close()
             self._spool.close()
+            self._review.close()
             with self._status_lock:
                 final = self._status
             if final != StreamStatus.FAILED:
@@ -234,6 +261,59 @@ class StreamWorker:
                 f"collection {self.settings.collection!r} holds {info.model} faces; the face service makes "
                 f"{self._model}"
             )
+        self._collection_requires = bool(info.require_confirmation)
+        self._dim = int(info.dim)
+
+    def _open_extras(self) -> None:
+        """Evidence frames, and keeping unknown faces: both only when the settings ask for them."""
+        s = self.settings
+        if s.evidence_frames or s.preview_interval_s is not None:
+            from pipelines.evidence import EvidenceStore
+
+            self._evidence = EvidenceStore(self.ctx.home / "evidence")
+        unknown = s.unknown_faces
+        if not unknown.active():
+            return
+        target = self._unknown_collection
+        if target not in call(self.store.list_collections.remote(), 60):
+            call(
+                self.store.invoke.remote(
+                    "create_collection",
+                    (target,),
+                    {"model": self._model, "dim": self._dim, "retention_days": unknown.retention_days},
+                ),
+                60,
+            )
+        self.tracker.collect_unmatched = True
+        # Keeping faces of people nobody is looking for is the exception: on the record, every start.
+        self.audit.append(
+            actor=self.actor,
+            operation="KeepUnknownFaces",
+            purpose=s.purpose,
+            inputs={
+                "stream_processor": s.name,
+                "collection": target,
+                "until": unknown.until.isoformat() if unknown.until else None,
+                "retention_days": unknown.retention_days,
+            },
+        )
+        log.warning(
+            "stream %s keeps unmatched faces in %s until %s", s.name, target, unknown.until, extra=self.extra
+        )
+
+    @property
+    def _unknown_collection(self) -> str:
+        s = self.settings
+        return s.unknown_faces.collection or f"{s.collection}-unknown"[:255]
+
+    def _required_confirmations(self) -> int:
+        """Reviewers a match must pass (the review policy, else 2 if the collection asks), cached."""
+        now = time.monotonic()
+        if self._review is not None and now - self._required_at > _POLICY_REFRESH_S:
+            policy = self._review.policy(self.settings.collection)
+            self._required = effective_required(policy, self._collection_requires)
+            self._required_at = now
+        return self._required
 
     # --- decode -----------------------------------------------------------------------------
 
@@ -283,7 +363,7 @@ class StreamWorker:
             return
         counters.submitted += 1
         with self._pending_cv:
-            self._pending.append(_Pending(_info(frame), response))
+            self._pending.append(_Pending(_info(frame), response, frame.rgb))
             self._pending_cv.notify()
 
     def _acquire_slot(self, *, block: bool) -> bool:
@@ -304,6 +384,8 @@ class StreamWorker:
                     self._pending_cv.wait(0.5)
                 if not self._pending:
                     if self._source_ended.is_set():
+                        self.tracker.end_all()
+                        self._keep_unknown()
                         return
                     item = None
                 else:
@@ -326,7 +408,9 @@ class StreamWorker:
             counters.analysed += 1
             self.stats_.faces += len(batch)
             try:
-                self._track(item.frame, batch)
+                self._track(item.frame, batch, item.rgb)
+                self._keep_unknown()
+                self._write_preview(item.rgb, batch)
             except Exception:
                 log.exception("tracking/search failed for a frame", extra=self.extra)
                 counters.drops["search_error"] += 1
@@ -358,7 +442,7 @@ class StreamWorker:
             if k.startswith("drop:"):
                 inc("facestream_stream_frames_dropped_total", v, stream=name, reason=k[5:])
 
-    def _track(self, info: FrameInfo, batch: FaceBatch) -> None:
+    def _track(self, info: FrameInfo, batch: FaceBatch, rgb: np.ndarray) -> None:
         s = self.settings
         requests = self.tracker.observe(info, batch)
         if not requests:
@@ -381,7 +465,10 @@ class StreamWorker:
         for req, found in zip(requests, hits, strict=True):
             for update in self.tracker.apply(req.track_id, found):
                 record = match_record(s.name, StreamStatus.RUNNING.value, update)
-                # Audited before the record can leave: who, why, what was found; no image.
+                keep = self._face_index(batch, req.track_id)
+                disposition = self._dispose(record, rgb, batch, keep)
+                # Audited before the record can leave: who, why, what was found, what became of it;
+                # no image.
                 self.audit.append(
                     actor=self.actor,
                     operation="StreamFaceMatch",
@@ -396,23 +483,135 @@ class StreamWorker:
                         "event_id": record["EventId"],
                         "revision": update.revision,
                         "matches": [[update.identity.face_id, round(update.similarity, 3)]],
+                        "disposition": disposition,
                     },
                 )
-                assert self._spool is not None and self._deliverer is not None
-                self._spool.put(self._deliverer.names, record)
-                self._deliverer.notify()
-                self.stats_.events += 1
-                self.stats_.event_latency_s.append(time.monotonic() - info.monotonic)
-                inc("facestream_matches_total", collection=s.collection)
-                observe("facestream_capture_to_event_seconds", time.time() - info.producer_ts, stream=s.name)
+                if disposition == Filing.SUPPRESSED:
+                    self.stats_.suppressed += 1
+                    continue
+                if disposition == Filing.CANDIDATE:
+                    self.stats_.candidates += 1
+                    inc("facestream_match_candidates_total", collection=s.collection)
+                else:
+                    assert self._spool is not None and self._deliverer is not None
+                    self._spool.put(self._deliverer.names, record)
+                    self._deliverer.notify()
+                    self.stats_.events += 1
+                    self.stats_.event_latency_s.append(time.monotonic() - info.monotonic)
+                    inc("facestream_matches_total", collection=s.collection)
+                    observe(
+                        "facestream_capture_to_event_seconds", time.time() - info.producer_ts, stream=s.name
+                    )
+                if self._evidence is not None and s.evidence_frames and keep is not None:
+                    self._evidence.save_frame(record["EventId"], rgb, batch.boxes, keep)
                 log.info(
-                    "match %s %s %.1f track %s",
+                    "match %s %s %.1f track %s (%s)",
                     s.name,
                     update.identity.external_image_id,
                     update.similarity,
                     update.track_id,
+                    disposition,
                     extra=self.extra,
                 )
+
+    def _dispose(self, record: dict[str, Any], rgb: np.ndarray, batch: FaceBatch, keep: int | None) -> str:
+        """Send out at once ("release"), hold for reviewers ("candidate") or drop ("suppressed")."""
+        required = self._required_confirmations()
+        if required == 0:
+            return Filing.RELEASE.value
+        assert self._review is not None and self._spool is not None and self._deliverer is not None
+        crop = _jpeg(_crop(rgb, batch.boxes[keep]), _CROP_SIDE_PX) if keep is not None else None
+        return self._review.submit(
+            record,
+            collection=self.settings.collection,
+            required=required,
+            sinks=self._deliverer.names,
+            spool=self._spool.path,
+            crop_jpeg=crop,
+        ).value
+
+    def _face_index(self, batch: FaceBatch, track_id: str) -> int | None:
+        """Which face of this frame belongs to the track (its box was set from this frame)."""
+        track = self.tracker.tracks.get(track_id)
+        if track is None or len(batch) == 0:
+            return None
+        iou = iou_matrix(track.box[None, :], batch.boxes.astype(np.float32))[0]
+        i = int(np.argmax(iou))
+        return i if iou[i] > 0.5 else None
+
+    def _keep_unknown(self) -> None:
+        """Upsert the tracks that ended unmatched, while keeping unknown faces is on (audited)."""
+        ended = self.tracker.drain_unmatched()
+        s = self.settings
+        if not ended or not s.unknown_faces.active():
+            return
+        records = [_unknown_record(s.name, t) for t in ended]
+        ids = call(
+            self.store.add_faces.remote(self._unknown_collection, records, model=self._model),
+            60.0,
+        )
+        self.stats_.unknown_kept += len(ids)
+        self.audit.append(
+            actor=self.actor,
+            operation="KeepUnknownFace",
+            purpose=s.purpose,
+            inputs={"stream_processor": s.name, "collection": self._unknown_collection},
+            results={"face_ids": ids, "track_ids": [t.track_id for t in ended]},
+        )
+
+    def _write_preview(self, rgb: np.ndarray, batch: FaceBatch) -> None:
+        """A small frame with every face blurred, for the console's stream card (when allowed)."""
+        interval = self.settings.preview_interval_s
+        now = time.monotonic()
+        if interval is None or self._evidence is None or now - self._preview_at < interval:
+            return
+        self._preview_at = now
+        from pipelines.evidence import redact
+
+        jpeg = _jpeg(redact(rgb, batch.boxes, None), _PREVIEW_SIDE_PX)
+        path = preview_path(self.ctx.home, self.settings.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(jpeg)
+        os.replace(tmp, path)
+
+
+def preview_path(home: Path, processor: str) -> Path:
+    return home / "previews" / f"{processor}.jpg"
+
+
+def _crop(rgb: np.ndarray, box: np.ndarray, pad: float = 0.25) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    px, py = (x2 - x1) * pad, (y2 - y1) * pad
+    left, top = max(0, int(x1 - px)), max(0, int(y1 - py))
+    right, bottom = min(w, int(x2 + px) + 1), min(h, int(y2 + py) + 1)
+    return rgb[top:bottom, left:right]
+
+
+def _jpeg(rgb: np.ndarray, max_side: int) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(rgb))
+    img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
+def _unknown_record(processor: str, track: Track) -> FaceRecord:
+    """An unmatched track as a face: a stable id (re-kept after a restart upserts, not duplicates)."""
+    emb = track.embedding.astype(np.float32)
+    return FaceRecord(
+        face_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"facestream:unknown:{processor}:{track.track_id}")),
+        external_image_id=f"unknown.{processor}.{track.track_id}"[:255],
+        image_id=hashlib.sha256(emb.tobytes()).hexdigest(),
+        bounding_box=(0.0, 0.0, 0.0, 0.0),
+        confidence=0.0,
+        quality={},
+        created_at_ms=int(datetime.now(UTC).timestamp() * 1000),
+        embedding=emb,
+    )
 
 
 def _info(frame: SampledFrame) -> FrameInfo:

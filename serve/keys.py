@@ -49,6 +49,8 @@ class Role(enum.StrEnum):
     SEARCHER = "searcher"
     AUDITOR = "auditor"
     VIEWER = "viewer"
+    #: confirms or rejects candidate matches (human confirmation); nothing else
+    REVIEWER = "reviewer"
 
 
 class KeyStoreError(FacestreamError):
