@@ -18,6 +18,18 @@ from facestream.store.embedded_server import EmbeddedMilvusServer
 pytest_plugins = ["tests.ray_fixtures"]
 
 
+@pytest.fixture(autouse=True)
+def _profile_env_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without FACESTREAM_PROFILE and leaves none behind.
+
+    The CLI's ``--profile`` sets it for its whole process (so its Ray workers see it too); an
+    in-process CLI test would otherwise leak public-safety into every later test and into the
+    environment of any Ray cluster started after it.
+    """
+    monkeypatch.setenv("FACESTREAM_PROFILE", "general")  # records the original for the undo
+    monkeypatch.delenv("FACESTREAM_PROFILE")
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMilvusServer]:
     """An embedded Milvus 2.3.5 started for this test session (only when a test asks).
