@@ -41,7 +41,15 @@ log = logging.getLogger(__name__)
 
 
 class SinkUnavailable(Exception):
-    """A delivery failed in a way worth retrying."""
+    """A delivery failed in a way worth retrying.
+
+    ``delivered``: how many records at the front of the batch the sink did accept before it
+    failed (the deliverer acks those, so a retry does not send them again).
+    """
+
+    def __init__(self, message: str, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class Sink(Protocol):
@@ -55,6 +63,67 @@ class Sink(Protocol):
 
 def _key(rec: dict[str, Any]) -> tuple[str, int]:
     return str(rec["EventId"]), int(rec["Revision"])
+
+
+def record_names(rec: dict[str, Any], *, external_image_id: str | None, face_ids: set[str]) -> bool:
+    """Whether a match record names this person (a matched FaceId or ExternalImageId)."""
+    try:
+        for resp in rec.get("FaceSearchResponse") or ():
+            for m in resp.get("MatchedFaces") or ():
+                face = m.get("Face") or {}
+                if face.get("FaceId") in face_ids:
+                    return True
+                if external_image_id is not None and face.get("ExternalImageId") == external_image_id:
+                    return True
+    except AttributeError:
+        return False
+    return False
+
+
+def erase_jsonl(
+    path: Path, *, external_image_id: str | None = None, face_ids: list[str] | None = None
+) -> tuple[int, list[str]]:
+    """Rewrite a JSON-lines sink file without the records naming this person (atomically:
+    a temporary file in the same directory, fsynced, renamed over it). Returns (lines removed,
+    their EventIds). Unparseable lines are kept: they are not this person's records."""
+    fids = set(face_ids or ())
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return 0, []
+    kept: list[bytes] = []
+    removed: list[str] = []
+    for line in raw.splitlines(keepends=True):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            kept.append(line)
+            continue
+        if isinstance(rec, dict) and record_names(rec, external_image_id=external_image_id, face_ids=fids):
+            removed.append(str(rec.get("EventId")))
+        else:
+            kept.append(line)
+    if not removed:
+        return 0, []
+    tmp = path.with_name(f".{path.name}.erase-tmp")
+    with tmp.open("wb") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
+    return len(removed), removed
+
+
+def scrub_sqlite(path: Path) -> None:
+    """After deleting a person's rows: rebuild the file so the deleted rows' bytes are gone
+    (SQLite keeps them in free pages and in the WAL until VACUUM and a truncating checkpoint)."""
+    db = sqlite3.connect(str(path), timeout=10.0)
+    try:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
 
 
 class JsonlSink:
@@ -107,7 +176,7 @@ class WebhookSink:
             self._headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
 
     def deliver(self, records: list[dict[str, Any]]) -> None:
-        for r in records:
+        for done, r in enumerate(records):
             eid, rev = _key(r)
             try:
                 resp = self._session.post(
@@ -115,11 +184,15 @@ class WebhookSink:
                     data=json.dumps(r, ensure_ascii=False).encode(),
                     headers={**self._headers, "Idempotency-Key": f"{eid}:{rev}"},
                     timeout=self._timeout,
+                    # A redirect could lead past the webhook host allowlist: never followed.
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
-                raise SinkUnavailable(f"{self.name}: {type(exc).__name__}") from None
+                raise SinkUnavailable(f"{self.name}: {type(exc).__name__}", done) from None
+            if 300 <= resp.status_code < 400:
+                raise SinkUnavailable(f"{self.name}: HTTP {resp.status_code} redirect (not followed)", done)
             if resp.status_code in (408, 429) or resp.status_code >= 500:
-                raise SinkUnavailable(f"{self.name}: HTTP {resp.status_code}")
+                raise SinkUnavailable(f"{self.name}: HTTP {resp.status_code}", done)
             if resp.status_code >= 400:
                 # The receiver refuses this record for good; retrying would block the rest.
                 log.error(
@@ -205,6 +278,33 @@ class EventStore:
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        """The latest revision of one event, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT record FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def event_ids_of(
+        self, *, external_image_id: str | None = None, face_ids: list[str] | None = None
+    ) -> list[str]:
+        """EventIds of every event that matched this person (what erasure also removes elsewhere)."""
+        out: set[str] = set()
+        fids = list(face_ids or [])
+        with self._lock:
+            if external_image_id is not None:
+                out.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT event_id FROM events WHERE external_image_id = ?", (external_image_id,)
+                    )
+                )
+            for i in range(0, len(fids), 500):
+                chunk = fids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT event_id FROM events WHERE face_id IN ({marks})"  # noqa: S608 - placeholders only
+                out.update(r[0] for r in self._db.execute(sql, chunk))
+        return sorted(out)
+
     def erase(self, *, external_image_id: str | None = None, face_ids: list[str] | None = None) -> int:
         """Delete every event that matched this person (by ExternalImageId and/or FaceIds); count."""
         n = 0
@@ -272,6 +372,8 @@ class Spool:
                 "event_id TEXT NOT NULL, revision INTEGER NOT NULL, record TEXT NOT NULL, "
                 "UNIQUE (sink, event_id))"
             )
+            # Every sink this spool ever fed: erasure finds the JSON-lines files through it.
+            self._db.execute("CREATE TABLE IF NOT EXISTS sinks (name TEXT PRIMARY KEY)")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -282,6 +384,7 @@ class Spool:
         eid, rev = _key(record)
         body = json.dumps(record, ensure_ascii=False)
         with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO sinks (name) VALUES (?)", [(s,) for s in sinks])
             for s in sinks:
                 # A newer revision replaces a pending older one (and moves to the back).
                 db.execute(
@@ -317,6 +420,34 @@ class Spool:
         if sink is None:
             self._last_count = int(row[0])
         return int(row[0])
+
+    def sink_names(self) -> list[str]:
+        """Every sink this spool has fed (pending or not)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name FROM sinks UNION SELECT DISTINCT sink FROM outbox"
+            ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
+    def erase(
+        self, *, external_image_id: str | None = None, face_ids: list[str] | None = None
+    ) -> tuple[int, list[str]]:
+        """Delete pending records that name this person; returns (rows removed, their EventIds)."""
+        fids = set(face_ids or ())
+        with self._tx() as db:
+            rows = db.execute("SELECT seq, event_id, record FROM outbox").fetchall()
+            hit = []
+            for seq, eid, body in rows:
+                try:
+                    rec = json.loads(body)
+                except ValueError:
+                    continue
+                if isinstance(rec, dict) and record_names(
+                    rec, external_image_id=external_image_id, face_ids=fids
+                ):
+                    hit.append((int(seq), str(eid)))
+            db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq, _ in hit])
+        return len(hit), sorted({eid for _, eid in hit})
 
     def close(self) -> None:
         self.count()
@@ -359,6 +490,10 @@ class Deliverer:
             try:
                 sink.deliver(records)
             except SinkUnavailable as exc:
+                if exc.delivered > 0:
+                    # Accepted before the failure: never sent again (no duplicates on retry).
+                    self.spool.ack(sink.name, records[: exc.delivered])
+                    self.delivered[sink.name] += exc.delivered
                 inc("facestream_sink_failures_total", sink=f"{self.stream_id}:{sink.kind}")
                 n = self._failures.get(sink.name, 0)
                 self._failures[sink.name] = n + 1

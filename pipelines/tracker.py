@@ -215,6 +215,18 @@ class FaceTracker:
                 requests.append(SearchRequest(track.track_id, emb.copy()))
         return requests
 
+    def search_failed(self, track_ids: list[str]) -> None:
+        """Those searches never reached the store (outage): the tracks ask again on their next face.
+
+        Without this, a person who walked in while the store was down would only be searched
+        again on a markedly better face, and could pass unmatched.
+        """
+        for tid in track_ids:
+            track = self.tracks.get(tid)
+            if track is not None and track.searches > 0:
+                track.searches -= 1
+                track.searched_quality = 0.0
+
     @property
     def search_floor(self) -> float:
         """Lowest similarity a search should return (evidence below the threshold counts too)."""

@@ -7,8 +7,11 @@ or events goes through :func:`mask_url` / :func:`scrub`.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -124,6 +127,52 @@ def source_from_url(
     )
 
 
+#: Hosts a webhook sink may always reach: this machine.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _norm_host(host: str) -> str:
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def check_webhook_url(url: str, allowed_hosts: Iterable[str] = ()) -> None:
+    """Refuse a webhook URL whose host is not loopback nor in ``allowed_hosts``.
+
+    A webhook is an outbound request the server makes on a caller's behalf: without an
+    allowlist an admin key could make it POST match records (faces' identities) anywhere,
+    or probe the internal network (SSRF). Hosts compare exactly (no wildcards, no DNS
+    lookups); IP addresses in their canonical form. The URL itself is never echoed.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # a non-numeric port raises here
+    except ValueError:
+        raise InvalidParameter("webhook URL is not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidParameter(
+            f"webhook URL scheme {parts.scheme.lower()!r} is not allowed; expected http or https"
+        )
+    if not host:
+        raise InvalidParameter("webhook URL has no host")
+    norm = _norm_host(host)
+    loopback = norm in LOOPBACK_HOSTS
+    if not loopback:
+        with contextlib.suppress(ValueError):
+            loopback = ipaddress.ip_address(norm).is_loopback
+    allowed = {_norm_host(h) for h in allowed_hosts}
+    if not loopback and norm not in allowed:
+        shown = sorted(LOOPBACK_HOSTS | allowed)
+        raise InvalidParameter(
+            f"webhook host {norm[:253]!r} is not allowed; allowed hosts: {shown} "
+            "(configure more with webhook_hosts)"
+        )
+
+
 @dataclass(frozen=True)
 class OpenSpec:
     """What to hand to ``av.open``: the URL (secret), demuxer options, and how to show it."""
@@ -211,6 +260,7 @@ __all__ = [
     "RtspSource",
     "check_file_allowed",
     "check_source",
+    "check_webhook_url",
     "describe_source",
     "mask_url",
     "media_dirs_from_env",

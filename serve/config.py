@@ -16,6 +16,7 @@ from facestream.config import EmbeddingServiceConfig
 from facestream.settings import StatePaths
 
 _BUCKET = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
+_HOST = re.compile(r"[0-9A-Za-z.\-_]{1,253}|\[?[0-9A-Fa-f:]{2,45}\]?")
 
 
 class _Model(BaseModel):
@@ -49,6 +50,27 @@ class ApiLimits(_Model):
     )
     request_timeout_s: float = Field(
         180.0, gt=0.0, le=3600.0, description="Serve HTTP proxy timeout of one request"
+    )
+    max_in_flight_requests: int = Field(
+        8,
+        ge=1,
+        le=4096,
+        description="load shedding: requests one API replica works on at once (healthz not counted)",
+    )
+    max_queued_requests: int = Field(
+        32,
+        ge=0,
+        le=65_536,
+        description="load shedding: requests waiting for a slot; one more is answered 429 at once",
+    )
+    queue_wait_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=600.0,
+        description="load shedding: a queued request that got no slot within this is answered 503",
+    )
+    retry_after_s: int = Field(
+        1, ge=1, le=3600, description="Retry-After header (seconds) of a 429/503 load-shedding answer"
     )
 
 
@@ -104,6 +126,12 @@ class ApiConfig(StatePaths, _Model):
         description="S3Object.Bucket name -> local directory its Name is read from (no S3 here)",
         max_length=64,
     )
+    webhook_hosts: tuple[str, ...] = Field(
+        (),
+        max_length=256,
+        description="hosts (exact names or IP addresses) webhook sinks may POST to, besides loopback "
+        "(127.0.0.1, ::1, localhost), which is always allowed; anything else is refused with 400",
+    )
     limits: ApiLimits = Field(default_factory=ApiLimits)
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
@@ -114,6 +142,14 @@ class ApiConfig(StatePaths, _Model):
             if not _BUCKET.fullmatch(name):
                 raise ValueError(f"image root name {name!r} must match {_BUCKET.pattern}")
         return roots
+
+    @field_validator("webhook_hosts")
+    @classmethod
+    def _webhook_hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for h in hosts:
+            if not _HOST.fullmatch(h):
+                raise ValueError(f"webhook host {h!r} must be a host name or IP address (no scheme/port)")
+        return tuple(h.lower() for h in hosts)
 
     @property
     def uses_store_actor(self) -> bool:
@@ -152,6 +188,14 @@ class ApiAppArgs(_Model):
             raise ValueError(
                 f"num_replicas {self.deployment.num_replicas} with Milvus Lite: only one process may "
                 "open a .db file; use a Milvus server URI to scale the API"
+            )
+        lim = self.api.limits
+        if self.deployment.max_ongoing_requests < lim.max_in_flight_requests + lim.max_queued_requests:
+            raise ValueError(
+                f"deployment.max_ongoing_requests {self.deployment.max_ongoing_requests} is below "
+                f"limits.max_in_flight_requests + max_queued_requests "
+                f"({lim.max_in_flight_requests} + {lim.max_queued_requests}): requests beyond it would "
+                "wait in the Serve proxy, where load shedding cannot answer them"
             )
         if self.api.store_access == "direct" and self.api.resolved_store_uri.endswith(".db"):
             raise ValueError(

@@ -108,6 +108,10 @@ class _NetnsRelay:
         self._thread = threading.Thread(target=self._accept_loop, name=f"milvus-relay-{name}", daemon=True)
         self._thread.start()
 
+    def retarget(self, netns_fd: int) -> None:
+        """New connections go to the same port in another namespace (the restarted server's)."""
+        self._netns_fd = netns_fd
+
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.add(sock)
@@ -206,6 +210,7 @@ class EmbeddedMilvusServer:
         self._log_files: list[IO[bytes]] = []
         self._netns_fd: int | None = None
         self._relays: list[_NetnsRelay] = []
+        self._inner_ports: tuple[int, int] = (0, 0)  # proxy, health: inside the server's netns
 
     @property
     def uri(self) -> str:
@@ -257,8 +262,47 @@ class EmbeddedMilvusServer:
             return self.uri
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
-        inner_proxy_port = int(config.get("proxy_port"))
-        inner_health_port = _free_port()
+        self._inner_ports = (int(config.get("proxy_port")), _free_port())
+        self._spawn()
+        try:
+            if self.isolate_network:
+                assert self._netns_fd is not None
+                self._relays = [
+                    _NetnsRelay(self._netns_fd, self._inner_ports[0], "proxy"),
+                    _NetnsRelay(self._netns_fd, self._inner_ports[1], "health"),
+                ]
+                self.proxy_port, self.health_port = (r.port for r in self._relays)
+            else:
+                self.proxy_port, self.health_port = self._inner_ports
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self.uri
+
+    def restart(self, *, down_s: float = 0.0, timeout_s: float = 10.0) -> None:
+        """Stop the server process, wait ``down_s`` seconds, start it again on the same data.
+
+        Clients keep their address: the ports seen from this process are the relays', which
+        stay open (connections fail while the server is down, as with a real restart). Needs
+        the isolated network (without it Milvus's own ports would have to be free again).
+        """
+        if self._proc is None or not self.isolate_network:
+            raise StoreUnavailable("restart needs a running server started with isolate_network=True")
+        self._terminate(timeout_s)
+        time.sleep(down_s)
+        old_fd = self._netns_fd
+        self._spawn()
+        assert self._netns_fd is not None
+        for relay in self._relays:
+            relay.retarget(self._netns_fd)
+        if old_fd is not None:
+            os.close(old_fd)
+        self._wait_healthy()
+
+    def _spawn(self) -> None:
+        """Start the binary on the written config (its log files appended); sets the netns fd."""
+        inner_health_port = self._inner_ports[1]  # the proxy's port is in the config file
         exe = self.data_dir / "bin" / "milvus"
         env = os.environ.copy()
         env.update(
@@ -271,8 +315,10 @@ class EmbeddedMilvusServer:
         )
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        out = (logs / "milvus-stdout.log").open("wb")
-        err = (logs / "milvus-stderr.log").open("wb")
+        for f in self._log_files:
+            f.close()
+        out = (logs / "milvus-stdout.log").open("ab")
+        err = (logs / "milvus-stderr.log").open("ab")
         self._log_files = [out, err]
         logger.info(
             "starting embedded Milvus in %s (isolated network: %s)", self.data_dir, self.isolate_network
@@ -294,21 +340,8 @@ class EmbeddedMilvusServer:
                 f"could not start embedded Milvus in {self.data_dir}: {exc}; a private network "
                 "namespace needs CAP_SYS_ADMIN (pass isolate_network=False to run without one)"
             ) from exc
-        try:
-            if self.isolate_network:
-                self._netns_fd = os.open(f"/proc/{self._proc.pid}/ns/net", os.O_RDONLY)
-                self._relays = [
-                    _NetnsRelay(self._netns_fd, inner_proxy_port, "proxy"),
-                    _NetnsRelay(self._netns_fd, inner_health_port, "health"),
-                ]
-                self.proxy_port, self.health_port = (r.port for r in self._relays)
-            else:
-                self.proxy_port, self.health_port = inner_proxy_port, inner_health_port
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-        return self.uri
+        if self.isolate_network:
+            self._netns_fd = os.open(f"/proc/{self._proc.pid}/ns/net", os.O_RDONLY)
 
     def _wait_healthy(self) -> None:
         url = f"http://{LOOPBACK}:{self.health_port}/healthz"
@@ -335,19 +368,23 @@ class EmbeddedMilvusServer:
             f"see {self.data_dir / 'logs'}"
         )
 
+    def _terminate(self, timeout_s: float) -> None:
+        """SIGTERM the process we started, then SIGKILL after ``timeout_s`` seconds."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            logger.info("stopping embedded Milvus pid %s", proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("embedded Milvus pid %s ignored SIGTERM; killing it", proc.pid)
+                proc.kill()
+                proc.wait(timeout=10)
+
     def stop(self, *, timeout_s: float = 10.0) -> None:
         """Stop the process we started (SIGTERM, then SIGKILL after ``timeout_s`` seconds)."""
-        proc, self._proc = self._proc, None
         try:
-            if proc is not None and proc.poll() is None:
-                logger.info("stopping embedded Milvus pid %s", proc.pid)
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    logger.warning("embedded Milvus pid %s ignored SIGTERM; killing it", proc.pid)
-                    proc.kill()
-                    proc.wait(timeout=10)
+            self._terminate(timeout_s)
         finally:
             for relay in self._relays:
                 relay.close()

@@ -227,6 +227,20 @@ def test_tracker_searches_per_track_and_aggregates_one_event_per_identity() -> N
     assert len(late) == 1 and late[0].track_id != reqs[0].track_id
 
 
+def test_tracker_failed_search_is_asked_again_on_the_next_face() -> None:
+    tr = FaceTracker(TrackerConfig(min_face_px=28, research_quality_gain=1.25), threshold=80.0)
+    a = _unit(5)
+    (req,) = tr.observe(_info(0.0), _batch([[100, 100, 140, 140]], [a]))
+    # Same face, same quality: normally no second search ...
+    assert tr.observe(_info(0.2), _batch([[101, 100, 141, 140]], [a])) == []
+    # ... but when the first never reached the store, the next face of the track asks again.
+    tr.search_failed([req.track_id, "no-such-track"])
+    (again,) = tr.observe(_info(0.4), _batch([[102, 100, 142, 140]], [a]))
+    assert again.track_id == req.track_id
+    (up,) = tr.apply(again.track_id, [SearchHit("f-a", 92.0, "alice", "0" * 64)])
+    assert up.revision == 1 and up.track_searches == 1
+
+
 def test_tracker_weak_evidence_alone_makes_no_event() -> None:
     tr = FaceTracker(TrackerConfig(), threshold=80.0)
     reqs = tr.observe(_info(0.0), _batch([[100, 100, 160, 160]], [_unit(3)]))
