@@ -68,7 +68,9 @@ class Context:
     def ops(self) -> Any:
         from facestream.operations import FaceOperations
 
-        return FaceOperations(self.analyzer, self.store, self.audit)
+        ops = FaceOperations(self.analyzer, self.store, self.audit)
+        ops.attach_thumbnails(self.settings.home)
+        return ops
 
     def emit(self, obj: dict[str, Any], human: str | None = None) -> None:
         if self.args.json or human is None:
@@ -178,6 +180,7 @@ def cmd_collections(ctx: Context) -> None:
         )
     elif a.action == "delete":
         st.delete_collection(a.name)
+        _thumbnails(ctx).delete_collection(a.name)
         ctx.audit.append(actor=Actor.local_cli(), operation="DeleteCollection", inputs={"collection": a.name})
         ctx.emit({"StatusCode": 200}, f"deleted {a.name}")
 
@@ -223,6 +226,7 @@ def cmd_faces(ctx: Context) -> None:
         )
     elif a.action == "delete":
         deleted = ctx.store.delete_faces(a.collection, a.face_ids)
+        _thumbnails(ctx).delete(a.collection, deleted)
         ctx.audit.append(
             actor=Actor.local_cli(),
             operation="DeleteFaces",
@@ -230,6 +234,13 @@ def cmd_faces(ctx: Context) -> None:
             results={"deleted": deleted},
         )
         ctx.emit({"DeletedFaces": deleted}, f"deleted {len(deleted)} face(s)")
+
+
+def _thumbnails(ctx: Context) -> Any:
+    """Enrolled-face thumbnails: deleted with their faces even when keeping new ones is off."""
+    from facestream.thumbnails import ThumbnailStore
+
+    return ThumbnailStore(ctx.settings.home / "thumbnails")
 
 
 def cmd_search(ctx: Context) -> None:
@@ -276,6 +287,15 @@ def _common(p: argparse.ArgumentParser, *, store: bool = True, model: bool = Tru
         p.add_argument("--model", choices=["dlib-resnet", "facenet-vggface2"], help="embedding model")
         p.add_argument("--device", help="auto, cpu, cuda or cuda:N (env FACESTREAM_DEVICE)")
         p.add_argument("--weights", help="local weights file for the model")
+
+
+def add_profile_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        choices=["general", "public-safety"],
+        help="deployment profile: threshold default and floor (flag > env FACESTREAM_PROFILE > general)",
+    )
+    p.set_defaults(profile_flag=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,12 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="FaceMatchThreshold 0-100 (default: the profile's, 80 general / 99 public-safety)",
     )
     p.add_argument("--max-faces", type=int, default=10, help="at most K matches (default 10)")
+    add_profile_flag(p)
     _common(p)
     p.set_defaults(fn=cmd_search)
 
     p = sub.add_parser("demo", help="the whole path on the embedded defaults, no outside input")
     p.add_argument("--purpose", required=True, help="why this demo search is made; audited")
     p.add_argument("--gallery", help="a folder of reference photos (default: scikit-image's astronaut)")
+    add_profile_flag(p)
     _common(p)
     p.set_defaults(fn=cmd_demo)
 
@@ -378,6 +400,7 @@ _EXTENSIONS: tuple[str, ...] = (
     "facestream.cli_privacy",
     "facestream.cli_accountability",
     "facestream.cli_review",
+    "pipelines.evidence",
     "serve.cli",
     "pipelines.cli",
 )
@@ -392,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with ExitStack() as stack:
         try:
+            if getattr(args, "profile_flag", False):
+                from facestream.profiles import apply_profile_flag
+
+                apply_profile_flag(args.profile)
             ctx = Context(args, stack)
             args.fn(ctx)
             return ctx.status

@@ -4,6 +4,10 @@ and per group, measured on a labelled pairs file (img1, img2, same, identity1, i
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +15,37 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FileNotFound, InvalidParameter
+
+
+def error_report_paths(home: Path) -> tuple[Path, Path]:
+    """Where ``report errors --save`` keeps the latest report: (JSON, PNG) under ``<home>/reports``.
+    The API's ``GetErrorReport`` (the console's Error rates page) reads them."""
+    return home / "reports" / "errors.json", home / "reports" / "errors.png"
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN (a rate over zero pairs) as null: the saved file must be strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _save_report(home: Path, out: dict[str, Any], plot: Any) -> tuple[Path, Path]:
+    """Write the report JSON and its plot atomically (a reader never sees half a file)."""
+    json_path, png_path = error_report_paths(home)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_png = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
+    plot(tmp_png)
+    os.replace(tmp_png, png_path)
+    doc = _json_safe({**out, "plot": png_path.name, "generated_at_ms": int(time.time() * 1000)})
+    tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
+    tmp_json.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=1), encoding="utf-8")
+    os.replace(tmp_json, json_path)
+    return json_path, png_path
 
 
 def _scores(ctx: Any) -> tuple[list[Any], np.ndarray, np.ndarray]:
@@ -70,6 +105,14 @@ def cmd_report(ctx: Any) -> None:
     )
     if ctx.args.plot:
         human += f"\nplot written to {ctx.args.plot}"
+    if ctx.args.save:
+        saved, _ = _save_report(
+            ctx.settings.home,
+            {**out, "pairs": len(pairs), "pairs_file": Path(ctx.args.pairs).name},
+            lambda path: plot_group_rates(rates, threshold, ctx.analyzer.model_name, path),
+        )
+        out["saved"] = str(saved)
+        human += f"\nreport saved to {saved} (served by GetErrorReport)"
     ctx.emit(out, human)
 
 
@@ -98,5 +141,10 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     q.add_argument("--threshold", type=float, help="Similarity threshold (default: the profile's)")
     q.add_argument("--profile", choices=["general", "public-safety"], help="deployment profile")
     q.add_argument("--plot", help="write a PNG bar chart here")
+    q.add_argument(
+        "--save",
+        action="store_true",
+        help="also keep this report (JSON + plot) as the latest under <home>/reports/ for the API/console",
+    )
     common(q, store=False)
     q.set_defaults(fn=cmd_report)

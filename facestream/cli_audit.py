@@ -25,8 +25,12 @@ def cmd_audit(ctx: Any) -> None:
             raise AuditIntegrityError(f"audit chain broken at entry {res.first_bad_seq}: {res.reason}")
     elif a.action == "list":
         rows = audit.query(
-            operation=a.operation, key_id=a.key_id, purpose=a.purpose,
-            since_ms=a.since_ms, until_ms=a.until_ms, limit=a.limit,
+            operation=a.operation,
+            key_id=a.key_id,
+            purpose=a.purpose,
+            since_ms=a.since_ms,
+            until_ms=a.until_ms,
+            limit=a.limit,
         )
         for e in rows:
             who = e["actor"]["key_id"]

@@ -1,9 +1,11 @@
-"""``facestream retention enforce`` and ``facestream erase``: deleting biometric data when due or asked."""
+"""``facestream retention enforce`` and ``facestream erase`` (also ``facestream privacy erase``):
+deleting biometric data when due or asked."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from facestream.audit import Actor
@@ -27,6 +29,7 @@ def cmd_retention(ctx: Any) -> None:
         now_ms=ctx.args.now_ms,
         events=_events(ctx),
         events_retention_days=ctx.args.events_retention_days,
+        home=ctx.settings.home,
     ).to_dict()
     human = "\n".join(f"{c}: {n} expired face(s) deleted" for c, n in rep["deleted_faces"].items()) or (
         "no collection has a retention period"
@@ -46,9 +49,16 @@ def cmd_erase(ctx: Any) -> None:
         external_image_id=a.external_id,
         user_id=a.user_id,
         collections=a.collection,
-        events=_events(ctx),
+        home=ctx.settings.home,  # events, spools, JSON-lines sinks, evidence, thumbnails, candidates
+        jsonl_paths=[Path(p) for p in a.jsonl or ()],
     )
-    ctx.emit(out, f"erased {out['Total']} face(s): {out['DeletedFaces']}")
+    ctx.emit(
+        out,
+        f"erased {out['Total']} face(s) {out['DeletedFaces']}, {out['DeletedEvents']} event(s), "
+        f"{out['DeletedSpooledRecords']} spooled record(s), {out['DeletedJsonlLines']} JSON line(s), "
+        f"{out['DeletedEvidenceFrames']} evidence frame(s), {out['DeletedThumbnails']} thumbnail(s), "
+        f"{out['DeletedCandidates']} review candidate(s)",
+    )
 
 
 def register(sub: Any, common: Callable[..., None]) -> None:
@@ -60,11 +70,23 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     common(q, model=False)
     q.set_defaults(fn=cmd_retention)
 
-    p = sub.add_parser("erase", help="delete every stored face of one person (subject erasure request)")
+    p = sub.add_parser("erase", help="delete everything stored of one person (subject erasure request)")
+    _erase_args(p, common)
+    p = sub.add_parser("privacy", help="privacy requests: erase (the same as `facestream erase`)")
+    psub = p.add_subparsers(dest="action", required=True)
+    _erase_args(psub.add_parser("erase", help="delete everything stored of one person"), common)
+
+
+def _erase_args(p: argparse.ArgumentParser, common: Callable[..., None]) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--external-id", help="the person's ExternalImageId")
     who.add_argument("--user-id", help="the person's UserId")
     p.add_argument("--collection", action="append", help="only this collection (repeatable; default: all)")
+    p.add_argument(
+        "--jsonl",
+        action="append",
+        help="also a JSON-lines sink file facestream does not know of (repeatable)",
+    )
     p.add_argument("--purpose", required=True, help="why (e.g. the erasure request's reference); audited")
     common(p, model=False)
     p.set_defaults(fn=cmd_erase)

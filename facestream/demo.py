@@ -107,11 +107,15 @@ def run_demo(ctx: Any) -> None:
     check_source(source, list(runtime.media_dirs))
     events_path = demo_dir / "events.jsonl"
     events_path.unlink(missing_ok=True)
+    from facestream.profiles import resolve_profile
+
     settings = ProcessorSettings(
         name="demo",
         source=source,
         collection=DEMO_COLLECTION,
         purpose=purpose,
+        # `--profile`/FACESTREAM_PROFILE: public-safety matches at 99, not 80.
+        threshold=resolve_profile().default_threshold,
         sinks=(JsonlSinkConfig(path=events_path),),
     )
 

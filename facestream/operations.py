@@ -168,6 +168,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
             indexed.append({"Face": face_json(rec), "FaceDetail": detail})
         if records:
             self.store.add_faces(collection, records, model=model)
+            self.save_thumbnails(collection, image.rgb, records)
         self.audit.append(
             actor=actor,
             operation="IndexFaces",
@@ -224,13 +225,11 @@ def require_quality(batch: FaceBatch, quality_filter: QualityFilter, what: str) 
     if quality_filter is QualityFilter.NONE:
         return
     first = batch.select([0])
-    reasons = failure_reasons(
-        quality_filter, first.sizes_px, first.brightness, first.sharpness, first.pose
-    )[0]
+    reasons = failure_reasons(quality_filter, first.sizes_px, first.brightness, first.sharpness, first.pose)[
+        0
+    ]
     if reasons:
-        raise InvalidParameter(
-            f"{what} fails QualityFilter {quality_filter.value}: {', '.join(reasons)}"
-        )
+        raise InvalidParameter(f"{what} fails QualityFilter {quality_filter.value}: {', '.join(reasons)}")
 
 
 def match_json(h: SearchHit) -> dict[str, Any]:

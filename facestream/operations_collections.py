@@ -6,19 +6,24 @@ DeleteFaces and SearchFaces (by FaceId). Every change and every search is audite
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from facestream import operations as ops
 from facestream.audit import Actor
-from facestream.errors import InvalidParameter, ResourceNotFound
+from facestream.errors import FacestreamError, InvalidParameter, ResourceNotFound
+from facestream.thumbnails import ThumbnailConfig, ThumbnailStore, crop_jpeg
 
 if TYPE_CHECKING:
     from facestream.audit import AuditLog
     from facestream.operations import Analyzer
-    from facestream.store import FaceStore
+    from facestream.store import FaceRecord, FaceStore
+
+log = logging.getLogger(__name__)
 
 #: Rekognition's default FaceMatchThreshold (the same value as facestream.operations.DEFAULT_THRESHOLD).
 DEFAULT_THRESHOLD = 80.0
@@ -34,6 +39,33 @@ class CollectionOperationsMixin:
     analyzer: Analyzer
     store: FaceStore
     audit: AuditLog
+    #: enrolled-face thumbnails (``<home>/thumbnails``); None: this deployment keeps none
+    thumbnails: ThumbnailStore | None = None
+    thumbnail_config: ThumbnailConfig = ThumbnailConfig()
+
+    def attach_thumbnails(self, home: Path, config: ThumbnailConfig | None = None) -> None:
+        """Keep (when ``config.enabled``) and always delete thumbnails under ``<home>/thumbnails``."""
+        self.thumbnail_config = config or ThumbnailConfig.from_env()
+        self.thumbnails = ThumbnailStore(home / "thumbnails")
+
+    def save_thumbnails(self, collection: str, rgb: np.ndarray, records: Sequence[FaceRecord]) -> int:
+        """IndexFaces: one small crop per indexed face (the reviewer's enrolled photo).
+
+        A failure to write one is logged, never fails the indexing (the vector is what counts).
+        """
+        if self.thumbnails is None or not self.thumbnail_config.enabled:
+            return 0
+        h, w = rgb.shape[:2]
+        n = 0
+        for rec in records:
+            left, top, width, height = rec.bounding_box
+            box = np.array([left * w, top * h, (left + width) * w, (top + height) * h], dtype=np.float32)
+            try:
+                self.thumbnails.put(collection, rec.face_id, crop_jpeg(rgb, box, self.thumbnail_config))
+                n += 1
+            except (OSError, FacestreamError) as exc:
+                log.warning("thumbnail of face %s in %s not kept: %s", rec.face_id, collection, exc)
+        return n
 
     def create_collection(self, collection: str, *, actor: Actor, model: str | None = None) -> dict[str, Any]:
         from models.embedders import MODEL_DIMS
@@ -51,6 +83,8 @@ class CollectionOperationsMixin:
 
     def delete_collection(self, collection: str, *, actor: Actor) -> dict[str, Any]:
         self.store.delete_collection(collection)
+        if self.thumbnails is not None:
+            self.thumbnails.delete_collection(collection)
         self.audit.append(actor=actor, operation="DeleteCollection", inputs={"collection": collection})
         return {"StatusCode": 200}
 
@@ -122,6 +156,8 @@ class CollectionOperationsMixin:
             else:
                 deletable.append(fid)
         deleted = self.store.delete_faces(collection, deletable) if deletable else []
+        if self.thumbnails is not None and deleted:
+            self.thumbnails.delete(collection, deleted)
         self.audit.append(
             actor=actor,
             operation="DeleteFaces",

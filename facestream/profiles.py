@@ -9,7 +9,10 @@ public-safety  99                 99               any use that can lead to acti
                                                    enforcement is 99)
 =============  =================  ===============  ==========================================
 
-Chosen by ``--profile``, else ``FACESTREAM_PROFILE``, else ``general``. What 80 and 99 mean
+Chosen by ``--profile``, else ``FACESTREAM_PROFILE``, else the deployment's config (``configured``),
+else ``general``. The CLI's ``--profile`` (``search``, ``stream``, ``demo``, ``python -m
+pipelines.stream``) sets ``FACESTREAM_PROFILE`` for its own process, so every threshold check in
+that process and in the Ray workers it starts sees the same profile. What 80 and 99 mean
 as false-match rates for each model on our labelled data is in README ("Similarity scale").
 """
 
@@ -47,9 +50,20 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def resolve_profile(name: str | None = None) -> Profile:
-    chosen = name or os.environ.get("FACESTREAM_PROFILE") or "general"
+def resolve_profile(name: str | None = None, *, configured: str | None = None) -> Profile:
+    """The profile: ``name`` (a flag) > ``FACESTREAM_PROFILE`` > ``configured`` > ``general``."""
+    chosen = name or os.environ.get("FACESTREAM_PROFILE") or configured or "general"
     try:
         return PROFILES[chosen]
     except KeyError:
         raise InvalidParameter(f"profile {chosen!r}: expected one of {sorted(PROFILES)}") from None
+
+
+def apply_profile_flag(name: str | None) -> Profile:
+    """A command line's ``--profile``: it wins over the environment for this process (and the
+    Ray workers it starts, which inherit the environment). Returns the profile in force."""
+    if name is not None:
+        profile = resolve_profile(name)
+        os.environ["FACESTREAM_PROFILE"] = profile.name
+        return profile
+    return resolve_profile()

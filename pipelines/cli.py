@@ -61,8 +61,11 @@ def cmd_stream(ctx: Any) -> None:
     from pipelines.urls import check_source
 
     a = ctx.args
+    from facestream.profiles import resolve_profile
+
     check_purpose(a.purpose)  # refused before anything starts
-    check_threshold(a.threshold, "FaceMatchThreshold")
+    # The profile's default when no --threshold; its floor refuses a lower one (exit 2).
+    a.threshold = check_threshold(resolve_profile().threshold(a.threshold), "FaceMatchThreshold")
     name = a.name or f"cli-{secrets.token_hex(4)}"
     runtime = runtime_from(ctx)
     settings = _processor_settings(a, name, runtime.resolved_events_path)
@@ -132,7 +135,15 @@ def register(sub: Any, common: Callable[..., None]) -> None:
         "--duration-s", type=float, default=None, help="stop after N seconds (default: until the file ends)"
     )
     p.add_argument("--fps", type=float, default=5.0, help="analysis frames per second (default 5)")
-    p.add_argument("--threshold", type=float, default=80.0, help="FaceMatchThreshold 0-100 (default 80)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="FaceMatchThreshold 0-100 (default: the profile's, 80 general / 99 public-safety)",
+    )
+    from facestream.cli import add_profile_flag
+
+    add_profile_flag(p)
     p.add_argument("--keyframes-only", action="store_true", help="analyse key frames only")
     p.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp")
     p.add_argument("--loop", action="store_true", help="file sources: start again at the end")

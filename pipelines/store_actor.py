@@ -36,6 +36,7 @@ STORE_NAMESPACE = "facestream"
 FORWARDED_METHODS = frozenset(
     {
         "add_faces",
+        "compact",
         "count_users",
         "create_collection",
         "create_user",

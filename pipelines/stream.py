@@ -121,6 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipelines.stream", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, type=Path, help="fleet config (YAML or JSON)")
     ap.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    ap.add_argument(
+        "--profile",
+        choices=["general", "public-safety"],
+        help="deployment profile (flag > env FACESTREAM_PROFILE > general); its floor holds for all",
+    )
     ap.add_argument("-v", "--verbose", action="count", default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -137,7 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
+        from facestream.operations import check_threshold
+        from facestream.profiles import apply_profile_flag
+
+        apply_profile_flag(args.profile)
         fleet = load_fleet_config(args.config)
+        for p in fleet.processors:
+            check_threshold(p.threshold, f"processor {p.name!r} threshold")
         final = run_fleet(
             fleet.runtime,
             fleet.processors,

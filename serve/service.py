@@ -103,6 +103,7 @@ class ApiService:
         self.streams: Any = None
         self.audit = AuditLog(config.resolved_audit_path)
         self.ops = FaceOperations(analyzer, self.store, self.audit)
+        self.ops.attach_thumbnails(home)  # IndexFaces keeps, DeleteFaces removes enrolled thumbnails
         self.operations: dict[str, Operation] = {op.name: op for op in OPERATIONS}
         for op in extra_operations or []:
             self.operations[op.name] = op
@@ -433,6 +434,24 @@ def _query_audit(s: ApiService, r: m.QueryAuditLogRequest, p: Principal, _: str 
     return {"Entries": entries}
 
 
+def _erase_person(
+    s: ApiService, r: m.ErasePersonRequest, p: Principal, purpose: str | None
+) -> dict[str, Any]:
+    from facestream.privacy import erase_person
+
+    return erase_person(
+        s.store,
+        s.audit,
+        p.actor,
+        purpose=r.Purpose or purpose,
+        external_image_id=r.ExternalImageId,
+        user_id=r.UserId,
+        collections=None if r.CollectionIds == "all" else list(r.CollectionIds),
+        home=s.config.home,
+        events_path=s.config.resolved_events_path,
+    )
+
+
 OPERATIONS: list[Operation] = [
     Operation("CreateCollection", m.CreateCollectionRequest, ADMIN, _create_collection),
     Operation("DeleteCollection", m.DeleteCollectionRequest, ADMIN, _delete_collection),
@@ -456,6 +475,14 @@ OPERATIONS: list[Operation] = [
     Operation("ListAccessKeys", m.ListAccessKeysRequest, ADMIN, _list_keys, rekognition=False),
     Operation("RevokeAccessKey", m.RevokeAccessKeyRequest, ADMIN, _revoke_key, rekognition=False),
     Operation("QueryAuditLog", m.QueryAuditLogRequest, AUDIT, _query_audit, rekognition=False),
+    Operation(
+        "ErasePerson",
+        m.ErasePersonRequest,
+        ADMIN,
+        _erase_person,
+        summary="Erase one person everywhere (vectors, thumbnails, events, spools, evidence, candidates)",
+        rekognition=False,
+    ),
 ]
 
 

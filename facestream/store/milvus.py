@@ -533,6 +533,18 @@ class FaceStore:
             deleted.extend(self.delete_faces(collection, ids[i : i + v.MAX_IDS_PER_CALL]))
         return deleted
 
+    def compact(self, collection: str) -> None:
+        """Flush and compact: rewrite the collection's segments without deleted rows.
+
+        Erasure calls this: a Milvus delete only writes a tombstone, and the deleted rows'
+        fields (ExternalImageId, vector) stay in the segment files until a compaction.
+        Milvus Lite compacts at once; a server compacts in the background (not awaited).
+        """
+        row = self._require(collection)
+        with self._milvus(f"compact {row['name']!r}"):
+            self._client().flush(str(row["milvus_name"]), timeout=self._t())
+            self._client().compact(str(row["milvus_name"]), timeout=self._t())
+
     def faces_older_than(self, collection: str, cutoff_ms: int) -> list[str]:
         """Ids of faces with ``created_at_ms < cutoff_ms`` (epoch ms), sorted: retention input."""
         row = self._require(collection)

@@ -43,15 +43,26 @@ def test_top1_identification_on_deepface_set(tmp_path: Path) -> None:
     actor = Actor("test", "admin")
     ext = {name: re.sub(r"[^A-Za-z0-9_.\-:]", "_", name) for name in identities}
     for name, paths in identities.items():
-        out = ops.index_faces("gallery", load_image_file(faces_dir() / paths[0]), actor=actor,
-                              external_image_id=ext[name], max_faces=1)
+        out = ops.index_faces(
+            "gallery",
+            load_image_file(faces_dir() / paths[0]),
+            actor=actor,
+            external_image_id=ext[name],
+            max_faces=1,
+        )
         assert len(out["FaceRecords"]) == 1, paths[0]
     correct = total = 0
     misses = []
     for name, paths in identities.items():
         for p in paths[1:]:
-            res = ops.search_faces_by_image("gallery", load_image_file(faces_dir() / p), actor=actor,
-                                            purpose="identification benchmark", threshold=0.0, max_faces=1)
+            res = ops.search_faces_by_image(
+                "gallery",
+                load_image_file(faces_dir() / p),
+                actor=actor,
+                purpose="identification benchmark",
+                threshold=0.0,
+                max_faces=1,
+            )
             top = res["FaceMatches"][0]["Face"]["ExternalImageId"] if res["FaceMatches"] else None
             total += 1
             if top == ext[name]:

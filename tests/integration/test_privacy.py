@@ -81,7 +81,7 @@ def test_erasure_removes_a_person_everywhere_and_keeps_only_the_fact(
     with pytest.raises(InvalidParameter):
         erase_person(store, audit, ACTOR, purpose="request 7")
     out = erase_person(store, audit, ACTOR, purpose="erasure request 7", external_image_id="jane-doe")
-    assert out == {"DeletedFaces": {"watchlist": 2, "staff": 1}, "Total": 3, "DeletedEvents": 0}
+    assert (out["DeletedFaces"], out["Total"], out["DeletedEvents"]) == ({"watchlist": 2, "staff": 1}, 3, 0)
     # Search no longer finds her: her own vector returns nothing at any threshold.
     hits = store.search(
         "watchlist", target[0].embedding[None], model="dlib-resnet", max_faces=5, min_similarity=0

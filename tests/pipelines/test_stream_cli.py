@@ -27,7 +27,7 @@ def run(args: list[str], home: Path, *, status: int, media: Path | None = None) 
     [
         ([], "--purpose"),  # argparse: required
         (["--purpose", "  "], "purpose"),
-        (["--purpose", "x", "--threshold", "120"], "FaceMatchThreshold"),
+        (["--purpose", "x", "--threshold", "120"], "threshold must be in [0, 100]"),
     ],
 )
 def test_stream_refuses_without_purpose_or_with_bad_values(

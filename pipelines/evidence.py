@@ -1,0 +1,540 @@
+"""Evidence of match events: redacted frames and clips, and their export.
+
+Every face in an exported frame or clip is blurred except the matched one, so a bystander's
+face never leaves the system as evidence. :func:`redact` does the blurring (pixelate, then
+Gaussian blur, on each face box padded by 20%: strong enough that MTCNN finds no face there
+and the embedding no longer matches the person; ``tests/unit/test_redaction.py`` checks both
+on real photos). :class:`EvidenceStore` keeps one redacted JPEG per event
+(``<home>/evidence/<EventId>.jpg``, with a small SQLite index for retention and erasure).
+
+``facestream events export EVENT_ID --frame OUT.jpg`` copies an event's stored frame;
+``--clip OUT.mp4 --seconds N`` re-decodes a file source around the event's
+``FrameOffsetInSeconds`` with PyAV, keeps the face most like the matched stored face and
+blurs every other one, and writes H.264. Both are audited (``ExportEventMedia``, purpose
+required).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facestream.errors import InvalidParameter, ResourceNotFound
+
+log = logging.getLogger(__name__)
+
+#: fraction of a face box's width/height added on every side before blurring (hair, ears, chin)
+PAD = 0.2
+#: a blurred face becomes about this many blocks across before the Gaussian pass
+_BLOCKS = 6
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+def _padded(box: np.ndarray, w: int, h: int, pad: float) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    px, py = (x2 - x1) * pad, (y2 - y1) * pad
+    left, top = max(0, int(np.floor(x1 - px))), max(0, int(np.floor(y1 - py)))
+    right, bottom = min(w, int(np.ceil(x2 + px))), min(h, int(np.ceil(y2 + py)))
+    return left, top, right, bottom
+
+
+def _obscure(region: np.ndarray) -> np.ndarray:
+    """Pixelate to about ``_BLOCKS`` blocks across, then blur the block edges away."""
+    from PIL import Image, ImageFilter
+
+    rh, rw = region.shape[:2]
+    img = Image.fromarray(np.ascontiguousarray(region))
+    small = img.resize(
+        (max(1, rw * _BLOCKS // max(rw, rh)), max(1, rh * _BLOCKS // max(rw, rh))), Image.Resampling.BOX
+    )
+    big = small.resize((rw, rh), Image.Resampling.NEAREST)
+    radius = max(2.0, max(rw, rh) / (2.0 * _BLOCKS))
+    return np.asarray(big.filter(ImageFilter.GaussianBlur(radius)), dtype=np.uint8)
+
+
+def redact(rgb: np.ndarray, boxes: np.ndarray, keep: int | None, *, pad: float = PAD) -> np.ndarray:
+    """A copy of ``rgb`` with every face box blurred except ``boxes[keep]`` (None: blur all).
+
+    ``rgb``: (H, W, 3) uint8; ``boxes``: (n, 4) float x1, y1, x2, y2 in pixels of ``rgb``.
+    Each box is padded by ``pad`` of its size on every side. Where a padded box overlaps the
+    kept face, the kept face's own (unpadded) box stays sharp.
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InvalidParameter(f"redact: expected (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if keep is not None and not 0 <= keep < len(boxes):
+        raise InvalidParameter(f"redact: keep={keep} but there are {len(boxes)} face(s)")
+    h, w = rgb.shape[:2]
+    out = rgb.copy()
+    for i, box in enumerate(boxes):
+        if i == keep:
+            continue
+        left, top, right, bottom = _padded(box, w, h, pad)
+        if right - left < 1 or bottom - top < 1:
+            continue
+        out[top:bottom, left:right] = _obscure(out[top:bottom, left:right])
+    if keep is not None:
+        left, top, right, bottom = _padded(boxes[keep], w, h, 0.0)
+        out[top:bottom, left:right] = rgb[top:bottom, left:right]
+    return out
+
+
+def encode_jpeg(rgb: np.ndarray, *, max_side_px: int | None = None, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(np.ascontiguousarray(rgb))
+    if max_side_px is not None:
+        img.thumbnail((max_side_px, max_side_px))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def check_event_id(event_id: str) -> str:
+    if not isinstance(event_id, str) or not _EVENT_ID.match(event_id):
+        raise InvalidParameter(f"event id {event_id!r}: expected 1-128 characters of [A-Za-z0-9_.-]")
+    return event_id
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class EvidenceStore:
+    """One redacted JPEG per event under ``root`` (``<home>/evidence``), indexed for retention.
+
+    The index (``root/index.sqlite3``) holds when each frame was saved and, when the caller
+    says, whose match it shows (FaceId, ExternalImageId) so erasure can find it without the
+    event. Thread-safe; several processes may share a root (SQLite locking, atomic renames).
+    """
+
+    def __init__(self, root: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.root = root
+        self._clock = clock
+        root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(root / "index.sqlite3"), timeout=10.0, check_same_thread=False)
+        with self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS frames (event_id TEXT PRIMARY KEY, saved_ts REAL NOT NULL, "
+                "face_id TEXT, external_image_id TEXT)"
+            )
+
+    def path(self, event_id: str) -> Path:
+        return self.root / f"{check_event_id(event_id)}.jpg"
+
+    def save_frame(
+        self,
+        event_id: str,
+        rgb: np.ndarray,
+        boxes: np.ndarray,
+        keep: int | None,
+        *,
+        face_id: str | None = None,
+        external_image_id: str | None = None,
+    ) -> Path:
+        """Redact ``rgb`` (every face but ``boxes[keep]`` blurred) and keep it as the event's frame.
+
+        A later revision of the same event replaces the frame. ``face_id``/``external_image_id``
+        (the matched stored face) let erasure find the frame by person.
+        """
+        path = self.path(event_id)
+        _write_atomic(path, encode_jpeg(redact(rgb, boxes, keep)))
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO frames VALUES (?,?,?,?) ON CONFLICT(event_id) DO UPDATE SET "
+                "saved_ts=excluded.saved_ts, face_id=COALESCE(excluded.face_id, frames.face_id), "
+                "external_image_id=COALESCE(excluded.external_image_id, frames.external_image_id)",
+                (event_id, float(self._clock()), face_id, external_image_id),
+            )
+        return path
+
+    def get(self, event_id: str) -> bytes | None:
+        path = self.path(event_id)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def event_ids_of(
+        self, *, external_image_id: str | None = None, face_ids: Iterable[str] = ()
+    ) -> list[str]:
+        """Events whose saved frame was recorded as showing this person."""
+        out: set[str] = set()
+        fids = list(face_ids)
+        with self._lock:
+            if external_image_id is not None:
+                out.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT event_id FROM frames WHERE external_image_id = ?", (external_image_id,)
+                    )
+                )
+            for i in range(0, len(fids), 500):
+                chunk = fids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(
+                    r[0]
+                    for r in self._db.execute(
+                        f"SELECT event_id FROM frames WHERE face_id IN ({marks})",  # noqa: S608 - placeholders only
+                        chunk,
+                    )
+                )
+        return sorted(out)
+
+    def erase(self, event_ids: Iterable[str]) -> int:
+        """Delete the frames of these events; returns how many files were removed."""
+        n = 0
+        ids = [check_event_id(e) for e in dict.fromkeys(event_ids)]
+        for eid in ids:
+            try:
+                self.path(eid).unlink()
+                n += 1
+            except FileNotFoundError:
+                pass
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM frames WHERE event_id = ?", [(e,) for e in ids])
+        return n
+
+    def delete_older_than(self, ts_s: float) -> int:
+        """Retention: delete frames saved before ``ts_s`` (epoch s; the index, else file mtime)."""
+        with self._lock:
+            indexed = dict(self._db.execute("SELECT event_id, saved_ts FROM frames").fetchall())
+        old = []
+        for p in self.root.glob("*.jpg"):
+            saved = indexed.get(p.stem)
+            if saved is None:
+                try:
+                    saved = p.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+            if saved < ts_s:
+                old.append(p.stem)
+        return self.erase(old)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def evidence_root(home: Path) -> Path:
+    return home / "evidence"
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClipReport:
+    frames: int
+    faces: int
+    kept: int
+    fps: float
+    start_s: float
+    end_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "Frames": self.frames,
+            "FacesSeen": self.faces,
+            "FramesWithMatchedFace": self.kept,
+            "Fps": round(self.fps, 3),
+            "StartOffsetInSeconds": round(self.start_s, 3),
+            "EndOffsetInSeconds": round(self.end_s, 3),
+        }
+
+
+def export_clip(
+    analyzer: Any,
+    source: Path,
+    out: Path,
+    *,
+    offset_s: float,
+    seconds: float,
+    reference: np.ndarray | None,
+    model: str,
+    keep_min_similarity: float = 80.0,
+    max_side_px: int | None = None,
+) -> ClipReport:
+    """Write ``seconds`` of ``source`` centred on ``offset_s`` as H.264 with faces redacted.
+
+    In each frame the face most like ``reference`` (an L2-normalised embedding of the matched
+    stored face) stays sharp if its similarity is at least ``keep_min_similarity``; every other
+    face is blurred. Without a reference every face is blurred.
+    """
+    import av
+
+    from facestream.similarity import cosine_to_similarity
+
+    if not 0 < seconds <= 600:
+        raise InvalidParameter(f"--seconds must be in (0, 600], got {seconds}")
+    frames = faces = kept = 0
+    fps = 0.0
+    inp = av.open(str(source))
+    outc: Any = None
+    try:
+        if inp.duration and offset_s * 1_000_000 > inp.duration:
+            # A looping file source: offsets of later loops add up (pipelines/source.py).
+            offset_s %= inp.duration / 1_000_000
+        start = max(0.0, offset_s - seconds / 2.0)
+        end = start + seconds
+        vs = inp.streams.video[0]
+        rate = vs.average_rate or vs.guessed_rate or 25
+        fps = float(rate)
+        tb = float(vs.time_base) if vs.time_base is not None else 1.0 / fps
+        if start > 0:
+            inp.seek(int(start / tb), stream=vs, backward=True, any_frame=False)
+        tmp = out.with_name(f".{out.name}.tmp.mp4")
+        outc = av.open(str(tmp), "w")
+        ost: Any = None
+        for frame in inp.decode(vs):
+            t = float(frame.time) if frame.time is not None else start + frames / fps
+            if t < start - 1e-6:
+                continue
+            if t >= end:
+                break
+            rgb = frame.to_ndarray(format="rgb24")
+            if max_side_px is not None and max(rgb.shape[:2]) > max_side_px:
+                from PIL import Image
+
+                img = Image.fromarray(rgb)
+                img.thumbnail((max_side_px, max_side_px))
+                rgb = np.asarray(img)
+            h, w = rgb.shape[:2]
+            rgb = rgb[: h - h % 2, : w - w % 2]  # yuv420p needs even sides
+            batch = analyzer.analyze([rgb])[0]
+            keep: int | None = None
+            if len(batch) and reference is not None and batch.embeddings is not None:
+                sims = cosine_to_similarity(model, batch.embeddings @ reference)
+                best = int(np.argmax(sims))
+                if float(sims[best]) >= keep_min_similarity:
+                    keep = best
+            faces += len(batch)
+            kept += keep is not None
+            red = redact(rgb, batch.boxes, keep)
+            if ost is None:
+                ost = outc.add_stream("libx264", rate=rate)
+                ost.width, ost.height = red.shape[1], red.shape[0]
+                ost.pix_fmt = "yuv420p"
+            for pkt in ost.encode(av.VideoFrame.from_ndarray(red, format="rgb24")):
+                outc.mux(pkt)
+            frames += 1
+        if ost is None:
+            raise InvalidParameter(f"no frames between {start:.2f}s and {end:.2f}s in the source")
+        for pkt in ost.encode():
+            outc.mux(pkt)
+        outc.close()
+        outc = None
+        os.replace(tmp, out)
+    finally:
+        inp.close()
+        if outc is not None:
+            outc.close()
+            with_tmp = out.with_name(f".{out.name}.tmp.mp4")
+            with_tmp.unlink(missing_ok=True)
+    return ClipReport(frames=frames, faces=faces, kept=kept, fps=fps, start_s=start, end_s=end)
+
+
+def _find_event(home: Path, events_path: Path, event_id: str) -> dict[str, Any]:
+    """The event's latest record: the event store first, then the review candidates."""
+    from pipelines.sinks import EventStore
+
+    if events_path.exists():
+        es = EventStore(events_path)
+        try:
+            rec = es.get(event_id)
+        finally:
+            es.close()
+        if rec is not None:
+            return rec
+    review = home / "review.sqlite3"
+    if review.exists():
+        from pipelines.review import ReviewStore
+
+        rs = ReviewStore(review)
+        try:
+            return dict(rs.get(event_id).record)
+        except ResourceNotFound:
+            pass
+        finally:
+            rs.close()
+    raise ResourceNotFound(f"match event {event_id!r} does not exist")
+
+
+def _reference_embedding(ctx: Any, face_id: str, collection: str | None) -> np.ndarray | None:
+    """The matched stored face's vector (None when it was deleted since)."""
+    names = [collection] if collection else ctx.store.list_collections()
+    for name in names:
+        try:
+            faces = ctx.store.get_faces(name, [face_id], with_embeddings=True)
+        except ResourceNotFound:
+            continue
+        if faces and faces[0].embedding is not None:
+            v = np.asarray(faces[0].embedding, dtype=np.float32)
+            return v / max(float(np.linalg.norm(v)), 1e-12)
+    return None
+
+
+def cmd_export(ctx: Any) -> None:
+    from facestream.audit import Actor
+    from facestream.operations import check_purpose
+
+    a = ctx.args
+    purpose = check_purpose(a.purpose)  # refused before anything is read
+    event_id = check_event_id(a.event_id)
+    if a.frame is None and a.clip is None:
+        raise InvalidParameter("say what to export: --frame OUT.jpg and/or --clip OUT.mp4")
+    home: Path = ctx.settings.home
+    rec = _find_event(home, home / "events.sqlite3", event_id)
+    stream = rec["InputInformation"]["Stream"]
+    face = rec["FaceSearchResponse"][0]["MatchedFaces"][0]["Face"]
+    out: dict[str, Any] = {"EventId": event_id}
+    if a.frame is not None:
+        store = EvidenceStore(evidence_root(home))
+        try:
+            data = store.get(event_id)
+        finally:
+            store.close()
+        if data is None:
+            raise ResourceNotFound(
+                f"no evidence frame is kept for event {event_id!r} (the processor's evidence_frames "
+                "setting was off, or retention removed it)"
+            )
+        Path(a.frame).write_bytes(data)
+        out["Frame"] = str(a.frame)
+    if a.clip is not None:
+        source, collection = _file_source(home, stream["Name"], a.source)
+        ref = _reference_embedding(ctx, face["FaceId"], collection)
+        rep = export_clip(
+            ctx.analyzer,
+            source,
+            Path(a.clip),
+            offset_s=float(stream["FrameOffsetInSeconds"]),
+            seconds=a.seconds,
+            reference=ref,
+            model=ctx.analyzer.model_name,
+        )
+        out["Clip"] = {"Path": str(a.clip), **rep.to_dict(), "MatchedFaceKnown": ref is not None}
+    ctx.audit.append(
+        actor=Actor.local_cli(),
+        operation="ExportEventMedia",
+        purpose=purpose,
+        inputs={
+            "event_id": event_id,
+            "frame": a.frame is not None,
+            "clip_seconds": a.seconds if a.clip is not None else None,
+        },
+        results={"face_id": face.get("FaceId"), "clip_frames": out.get("Clip", {}).get("Frames")},
+    )
+    ctx.emit(out, f"exported {event_id}: " + ", ".join(k for k in ("Frame", "Clip") if k in out))
+
+
+def _file_source(home: Path, processor: str, given: str | None) -> tuple[Path, str | None]:
+    """The video file a processor read (from the registry), or ``--source``; and its collection."""
+    collection: str | None = None
+    path: Path | None = Path(given) if given else None
+    reg_path = home / "stream_processors.json"
+    if reg_path.exists():
+        from pipelines.manager import ProcessorRegistry
+
+        try:
+            settings = ProcessorRegistry(reg_path).settings(processor)
+        except ResourceNotFound:
+            settings = None
+        if settings is not None:
+            collection = settings.collection
+            from pipelines.config import FileSource
+
+            if path is None and isinstance(settings.source, FileSource):
+                path = Path(settings.source.path)
+    if path is None:
+        raise InvalidParameter(
+            f"processor {processor!r} did not read a video file known here; give the file with --source"
+        )
+    if not path.is_file():
+        raise InvalidParameter(f"source video {path} does not exist")
+    return path, collection
+
+
+def cmd_list(ctx: Any) -> None:
+    """Match events by person, processor or collection (a subject access request starts here)."""
+    from facestream.audit import Actor
+    from facestream.operations import check_purpose
+    from pipelines.event_query import EventFilter, EventQuery
+
+    a = ctx.args
+    purpose = check_purpose(a.purpose)
+    flt = EventFilter(
+        processor=a.processor,
+        collection=a.collection,
+        external_image_id=a.external_id,
+        face_id=a.face_id,
+        start_ts=a.since,
+    )
+    q = EventQuery(ctx.settings.home / "events.sqlite3")
+    try:
+        events, _ = q.query(flt, max_results=a.limit)
+    finally:
+        q.close()
+    ctx.audit.append(
+        actor=Actor.local_cli(),
+        operation="QueryMatchEvents",
+        purpose=purpose,
+        inputs={k: v for k, v in flt.__dict__.items() if v is not None},
+        results={"events": len(events)},
+    )
+    ctx.emit(
+        {"Events": events},
+        "\n".join(
+            f"{e['EventId']} {e['InputInformation']['Stream']['Name']} "
+            f"{e['FaceSearchResponse'][0]['MatchedFaces'][0]['Face'].get('ExternalImageId')}"
+            for e in events
+        )
+        or "(none)",
+    )
+
+
+def register(sub: Any, common: Callable[..., None]) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "events", help="match events: list them, export redacted evidence"
+    )
+    esub = p.add_subparsers(dest="action", required=True)
+    q = esub.add_parser("list", help="events (latest revision) by person, processor or collection")
+    q.add_argument("--external-id", help="events that matched this ExternalImageId")
+    q.add_argument("--face-id", help="events that matched this FaceId")
+    q.add_argument("--processor", help="events of this stream processor")
+    q.add_argument("--collection", help="events of processors searching this collection")
+    q.add_argument("--since", type=float, help="ServerTimestamp at or after (epoch s)")
+    q.add_argument("--limit", type=int, default=1000, help="at most this many (1-1000)")
+    q.add_argument("--purpose", required=True, help="why these events are read (e.g. the request id)")
+    common(q, store=False, model=False)
+    q.set_defaults(fn=cmd_list)
+    q = esub.add_parser(
+        "export", help="an event's frame (--frame) or a clip around it (--clip), other faces blurred"
+    )
+    q.add_argument("event_id")
+    q.add_argument("--frame", help="write the event's stored redacted frame here (JPEG)")
+    q.add_argument("--clip", help="write a redacted clip around the event here (H.264 MP4; file sources)")
+    q.add_argument("--seconds", type=float, default=4.0, help="clip length (default 4)")
+    q.add_argument("--source", help="the video file, when the processor is not in the registry")
+    q.add_argument("--purpose", required=True, help="why this evidence is exported (case id); audited")
+    common(q)
+    q.set_defaults(fn=cmd_export)
