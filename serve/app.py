@@ -41,7 +41,7 @@ class FacestreamAPI:
         self.service = ApiService(
             self.config,
             analyzer,
-            extra_operations=streams.stream_operations() if streams is not None else [],
+            extra_operations=_extra_operations(streams),
             store=store,
         )
         if streams is not None:
@@ -60,6 +60,17 @@ class FacestreamAPI:
             streams = getattr(service, "streams", None)
             if streams is not None:
                 streams.shutdown()
+
+
+def _extra_operations(streams: Any) -> list[Any]:
+    """Stream processors and human review, when the pipelines package is installed; the console's."""
+    from serve.console import console_operations
+
+    if streams is None:
+        return console_operations()
+    from serve.review import review_operations
+
+    return [*streams.stream_operations(), *review_operations(), *console_operations()]
 
 
 def _streams_module() -> Any:

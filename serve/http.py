@@ -12,11 +12,19 @@
 Searches carry their purpose in the ``X-Facestream-Purpose`` header on both faces.
 No error answer ever holds a traceback: unexpected failures are logged with an id and
 answered 500 ``InternalServerError`` naming only that id.
+
+Load shedding (admission control, per replica): at most ``limits.max_in_flight_requests``
+requests are worked on at once; up to ``limits.max_queued_requests`` more wait for a slot,
+each at most ``limits.queue_wait_s``. One more than that is answered at once with 429
+``ThrottlingException``, a wait that runs out with 503 ``ServiceUnavailableException``; both
+carry ``Retry-After``. An overloaded replica therefore answers fast instead of letting
+requests pile up until the proxy times them out. ``/healthz`` is never shed.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
 # and the per-operation body models are closure variables.
 
+import asyncio
 import base64
 import json
 import logging
@@ -33,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facestream import metrics
 from facestream.errors import FacestreamError, InvalidParameter
+from serve.console import console_router
 from serve.errors import InternalServerError, RequestTooLarge, Serialization, UnknownOperation
 from serve.service import ApiService, Operation, Principal
 from serve.sigv4 import SignedRequest
@@ -55,6 +64,73 @@ def _wire_error(exc: FacestreamError) -> Response:
 
 def _native_error(exc: FacestreamError) -> JSONResponse:
     return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status)
+
+
+class Throttled(FacestreamError):
+    """Load shedding: the replica's wait queue is full."""
+
+    code = "ThrottlingException"
+    http_status = 429
+
+
+class Overloaded(FacestreamError):
+    """Load shedding: no request slot freed up within the queue wait limit."""
+
+    code = "ServiceUnavailableException"
+    http_status = 503
+
+
+class Admission:
+    """A bounded number of requests in flight, a bounded queue, a bounded wait (one event loop).
+
+    ``acquire`` returns None once the caller holds a slot (it must call ``release``), or the
+    refusal to answer with.
+    """
+
+    def __init__(self, max_in_flight: int, max_queued: int, wait_s: float) -> None:
+        self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
+        self.wait_s = wait_s
+        self.in_flight = 0
+        self.queued = 0
+        #: requests refused so far, and when that was last logged (monotonic s)
+        self.shed = 0
+        self.last_log = -1e9
+        self._sem: asyncio.Semaphore | None = None
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        # Made on first use, inside the replica's event loop.
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.max_in_flight)
+        return self._sem
+
+    async def acquire(self) -> FacestreamError | None:
+        sem = self._semaphore()
+        if not sem.locked():
+            await sem.acquire()
+            self.in_flight += 1
+            return None
+        if self.queued >= self.max_queued:
+            return Throttled(
+                f"too many requests: {self.in_flight} in progress and {self.queued} waiting "
+                f"(limits {self.max_in_flight} and {self.max_queued}); retry later"
+            )
+        self.queued += 1
+        try:
+            await asyncio.wait_for(sem.acquire(), self.wait_s)
+        except TimeoutError:
+            return Overloaded(
+                f"server busy: no request slot within {self.wait_s:g} s "
+                f"({self.max_in_flight} requests in progress); retry later"
+            )
+        finally:
+            self.queued -= 1
+        self.in_flight += 1
+        return None
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._semaphore().release()
 
 
 def _internal(exc: BaseException) -> FacestreamError:
@@ -91,9 +167,15 @@ def create_app(service: ApiService) -> FastAPI:
         if path.startswith("/v1/") or path == "/openapi.json":
             # Who is asking is settled before the body is even parsed: 401 comes first.
             try:
-                request.state.principal = await run_in_threadpool(
+                principal = await run_in_threadpool(
                     service.authenticate_bearer, request.headers.get("authorization")
                 )
+                request.state.principal = principal
+                # ... and whether that role may call the operation: 403 before any 400, so a
+                # caller learns nothing about an operation it may not use, not even its schema.
+                op = service.operation(path[4:].removesuffix("/upload")) if path != "/openapi.json" else None
+                if op is not None and principal.role not in op.roles:
+                    await run_in_threadpool(service.authorize, principal, op)
             except FacestreamError as exc:
                 return _native_error(exc)
             except Exception as exc:
@@ -114,7 +196,12 @@ def create_app(service: ApiService) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NotFoundException", 405: "MethodNotAllowedException"}.get(exc.status_code, "HttpError")
+        # 400 here is a body FastAPI could not parse (not JSON, nested too deep for the parser).
+        code = {
+            400: "SerializationException",
+            404: "NotFoundException",
+            405: "MethodNotAllowedException",
+        }.get(exc.status_code, "HttpError")
         return JSONResponse(
             {"error": {"code": code, "message": str(exc.detail)}}, status_code=exc.status_code
         )
@@ -126,6 +213,37 @@ def create_app(service: ApiService) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    app.include_router(console_router())  # the review console's static files at /console/
+
+    admission = Admission(
+        service.limits.max_in_flight_requests, service.limits.max_queued_requests, service.limits.queue_wait_s
+    )
+    app.state.admission = admission
+    retry_after = str(service.limits.retry_after_s)
+
+    @app.middleware("http")
+    async def _shed_load(request: Request, call_next: Any) -> Response:
+        # Wraps authentication and the body limit: an overloaded replica does no work for a
+        # request it cannot take, not even a key lookup.
+        if request.url.path == "/healthz":
+            response: Response = await call_next(request)
+            return response
+        refusal = await admission.acquire()
+        if refusal is not None:
+            admission.shed += 1
+            now = time.monotonic()
+            if now - admission.last_log >= 5.0:  # one line per 5 s, not one per refusal
+                admission.last_log = now
+                log.warning("load shedding: %s refused so far (latest: %s)", admission.shed, refusal.code)
+            shed = _wire_error(refusal) if request.headers.get("x-amz-target") else _native_error(refusal)
+            shed.headers["Retry-After"] = retry_after
+            return shed
+        try:
+            response = await call_next(request)
+        finally:
+            admission.release()
+        return response
 
     known_ops = set(service.operations)
 
@@ -176,7 +294,8 @@ def create_app(service: ApiService) -> FastAPI:
             principal = await run_in_threadpool(service.authenticate_sigv4, signed)
             try:
                 params = json.loads(body) if body else {}
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                # RecursionError: nesting deeper than the parser goes is refused, not a 500.
                 raise Serialization("the request body is not valid JSON") from None
             result = await run_in_threadpool(
                 service.call, op, params, principal, request.headers.get(purpose_header)
@@ -265,7 +384,7 @@ def _add_native_routes(app: FastAPI, op: Operation, run: Any) -> None:
     async def _upload(request: Request, files: dict[str, UploadFile], request_json: str) -> JSONResponse:
         try:
             params = json.loads(request_json)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _native_error(Serialization("the 'request' part is not valid JSON"))
         if not isinstance(params, dict):
             return _native_error(Serialization("the 'request' part must be a JSON object"))

@@ -249,6 +249,31 @@ class QueryAuditLogRequest(_Req):
     MaxResults: int = Field(1000, ge=1, le=10_000)
 
 
+class ErasePersonRequest(_Req):
+    """Erase one person: every vector, thumbnail, match event, spooled record, JSON-lines
+    record, evidence frame and review candidate (native API only; admin)."""
+
+    ExternalImageId: ExternalImageIdT | None = None
+    UserId: UserIdT | None = None
+    CollectionIds: list[CollectionIdT] | Literal["all"] = Field(
+        "all", description='the collections to erase from (a list, or "all")'
+    )
+    Purpose: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="the erasure request's reference (audited); else the purpose header",
+    )
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> ErasePersonRequest:
+        if (self.ExternalImageId is None) == (self.UserId is None):
+            raise ValueError("give exactly one of ExternalImageId and UserId")
+        if isinstance(self.CollectionIds, list) and not 1 <= len(self.CollectionIds) <= 1000:
+            raise ValueError('CollectionIds: a list of 1 to 1000 collections, or "all"')
+        return self
+
+
 # ── stream processors and match events ───────────────────────────────────────────────────
 
 ProcessorNameT = Annotated[
@@ -334,6 +359,16 @@ class CreateStreamProcessorRequest(_Req):
     Purpose: PurposeT | None = Field(None, description="native: purpose (else the purpose header)")
     AnalysisFps: float = Field(5.0, gt=0.0, le=120.0, description="native: frames per second analysed")
     MaxMatches: int = Field(3, ge=1, le=100, description="native: matched faces per search")
+    PreviewIntervalSeconds: float | None = Field(
+        None,
+        ge=1.0,
+        le=3600.0,
+        description="native: keep a small preview frame (every face blurred) for the console this often; "
+        "None: keep no frames",
+    )
+    EvidenceFrames: bool = Field(
+        False, description="native: keep one redacted frame per match event (for ExportEventMedia)"
+    )
 
 
 class StreamStartSelectorModel(_Req):

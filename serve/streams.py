@@ -35,7 +35,7 @@ from pipelines.config import (
 from pipelines.event_query import EventFilter, EventQuery
 from pipelines.manager import StreamProcessorManager
 from pipelines.store_actor import RemoteFaceStore, store_actor
-from pipelines.urls import describe_source, media_dirs_from_env, source_from_url
+from pipelines.urls import check_webhook_url, describe_source, media_dirs_from_env, source_from_url
 from serve import models as m
 from serve.config import ApiConfig
 from serve.errors import InvalidPaginationToken, NotImplementedYet
@@ -154,6 +154,7 @@ def _sinks(b: StreamsBackend, out: m.StreamOutputModel, name: str) -> tuple[Sink
         path = b.config.home / "outputs" / dest.Bucket / f"{prefix}{name}.jsonl"
         sinks.append(JsonlSinkConfig(path=path))
     if out.Webhook is not None:
+        check_webhook_url(out.Webhook.Url, b.config.webhook_hosts)
         sinks.append(WebhookSinkConfig(url=out.Webhook.Url, bearer_token=out.Webhook.BearerToken))
     return tuple(sinks)
 
@@ -190,6 +191,8 @@ def _public(b: StreamsBackend, name: str) -> dict[str, Any]:
             "Source": describe_source(settings.source),
             "Purpose": settings.purpose,
             "Desired": d.get("Desired"),
+            "PreviewIntervalSeconds": settings.preview_interval_s,
+            "EvidenceFrames": settings.evidence_frames,
             **{
                 k: d[k]
                 for k in (
@@ -238,6 +241,8 @@ def _create(
             max_matches=r.MaxMatches,
             analysis_fps=r.AnalysisFps,
             sinks=_sinks(b, r.Output, r.Name),
+            preview_interval_s=r.PreviewIntervalSeconds,
+            evidence_frames=r.EvidenceFrames,
         )
         b.manager.create(settings, p.actor)
     except ValidationError as exc:
