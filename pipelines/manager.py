@@ -28,7 +28,7 @@ from facestream.errors import CollectionExists, InvalidParameter, ResourceNotFou
 from pipelines.config import ProcessorSettings, RuntimeConfig
 from pipelines.event_query import close_run, record_run
 from pipelines.urls import check_source, describe_source, media_dirs_from_env
-from pipelines.worker import WorkerContext, spawn
+from pipelines.worker import WorkerContext, preview_path, spawn
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,8 @@ class StreamProcessorManager:
             self.stop(name, actor)
         self.registry.get(name)
         self.registry.remove(name)
+        # Its console preview (blurred, but still a frame of the scene) goes with it.
+        preview_path(self.runtime.home, name).unlink(missing_ok=True)
         self.audit.append(actor=actor, operation="DeleteStreamProcessor", inputs={"name": name})
 
     def resume(self, actor: Actor) -> list[str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import logging
 import os
 import threading
@@ -38,6 +37,7 @@ from facestream.store.records import FaceRecord
 from facestream.types import FaceBatch
 from pipelines.config import ProcessorSettings
 from pipelines.events import match_record
+from pipelines.evidence import EvidenceStore, encode_jpeg, evidence_root, redact
 from pipelines.review import Filing, ReviewStore, effective_required, review_path
 from pipelines.sampling import Counters
 from pipelines.sinks import Deliverer, Spool, make_sink
@@ -129,6 +129,12 @@ class StreamWorker:
         self._collection_requires = False
         self._preview_at = 0.0
         self._evidence: Any = None
+        # Unmatched tracks waiting to be kept (only while keeping unknown faces is on): held
+        # across store outages and retried each tick; their face ids are stable, so a retry
+        # upserts rather than duplicates.
+        self._unknown_backlog: collections.deque[tuple[str, FaceRecord]] = collections.deque(
+            maxlen=_UNKNOWN_BACKLOG
+        )
         self.tracker = FaceTracker(settings.tracking, settings.threshold)
 
     # --- status -----------------------------------------------------------------------------
@@ -247,6 +253,8 @@ class StreamWorker:
             self._deliverer.close()
             self._spool.close()
             self._review.close()
+            if self._evidence is not None:
+                self._evidence.close()
             with self._status_lock:
                 final = self._status
             if final != StreamStatus.FAILED:
@@ -268,9 +276,7 @@ class StreamWorker:
         """Evidence frames, and keeping unknown faces: both only when the settings ask for them."""
         s = self.settings
         if s.evidence_frames or s.preview_interval_s is not None:
-            from pipelines.evidence import EvidenceStore
-
-            self._evidence = EvidenceStore(self.ctx.home / "evidence")
+            self._evidence = EvidenceStore(evidence_root(self.ctx.home))
         unknown = s.unknown_faces
         if not unknown.active():
             return
@@ -355,7 +361,9 @@ class StreamWorker:
             counters.drops["inference_busy"] += 1
             return
         try:
-            response = self.face.analyze.remote(frame.rgb)
+            # The stream key lets the replica carry this stream's faces between full detections
+            # (motion gate, detect every k frames, refine): see models/fastdetect.py.
+            response = self.face.analyze.remote(frame.rgb, stream_key=self.settings.name)
         except Exception as exc:
             self._slots.release()
             counters.drops["inference_error"] += 1
@@ -449,16 +457,20 @@ class StreamWorker:
             return
         queries = np.stack([r.embedding for r in requests]).astype(np.float32)
         t0 = time.perf_counter()
-        hits = call(
-            self.store.search.remote(
-                s.collection,
-                queries,
-                model=self._model,
-                max_faces=s.max_matches,
-                min_similarity=self.tracker.search_floor,
-            ),
-            30.0,
-        )
+        try:
+            hits = call(
+                self.store.search.remote(
+                    s.collection,
+                    queries,
+                    model=self._model,
+                    max_faces=s.max_matches,
+                    min_similarity=self.tracker.search_floor,
+                ),
+                30.0,
+            )
+        except Exception:
+            self.tracker.search_failed([r.track_id for r in requests])
+            raise
         self.stats_.searches += len(requests)
         observe("facestream_search_seconds", time.perf_counter() - t0, collection=s.collection)
         inc("facestream_searches_total", len(requests), collection=s.collection)
@@ -503,7 +515,14 @@ class StreamWorker:
                         "facestream_capture_to_event_seconds", time.time() - info.producer_ts, stream=s.name
                     )
                 if self._evidence is not None and s.evidence_frames and keep is not None:
-                    self._evidence.save_frame(record["EventId"], rgb, batch.boxes, keep)
+                    self._evidence.save_frame(
+                        record["EventId"],
+                        rgb,
+                        batch.boxes,
+                        keep,
+                        face_id=update.identity.face_id,
+                        external_image_id=update.identity.external_image_id,
+                    )
                 log.info(
                     "match %s %s %.1f track %s (%s)",
                     s.name,
@@ -520,7 +539,9 @@ class StreamWorker:
         if required == 0:
             return Filing.RELEASE.value
         assert self._review is not None and self._spool is not None and self._deliverer is not None
-        crop = _jpeg(_crop(rgb, batch.boxes[keep]), _CROP_SIDE_PX) if keep is not None else None
+        crop = None
+        if keep is not None:
+            crop = encode_jpeg(_crop(rgb, batch.boxes[keep]), max_side_px=_CROP_SIDE_PX, quality=85)
         return self._review.submit(
             record,
             collection=self.settings.collection,
@@ -540,23 +561,47 @@ class StreamWorker:
         return i if iou[i] > 0.5 else None
 
     def _keep_unknown(self) -> None:
-        """Upsert the tracks that ended unmatched, while keeping unknown faces is on (audited)."""
+        """Upsert the tracks that ended unmatched, while keeping unknown faces is on (audited).
+
+        A store outage does not lose them: they wait in a bounded backlog and go with the next
+        tick that reaches the store (a full backlog drops the oldest, counted).
+        """
         ended = self.tracker.drain_unmatched()
         s = self.settings
-        if not ended or not s.unknown_faces.active():
+        if not s.unknown_faces.active():
+            self._unknown_backlog.clear()  # the keeping window closed: nothing more is kept
             return
-        records = [_unknown_record(s.name, t) for t in ended]
-        ids = call(
-            self.store.add_faces.remote(self._unknown_collection, records, model=self._model),
-            60.0,
-        )
+        for t in ended:
+            if len(self._unknown_backlog) == self._unknown_backlog.maxlen:
+                self.stats_.counters.drops["unknown_backlog_full"] += 1
+            self._unknown_backlog.append((t.track_id, _unknown_record(s.name, t)))
+        if not self._unknown_backlog:
+            return
+        batch = list(self._unknown_backlog)
+        try:
+            ids = call(
+                self.store.add_faces.remote(
+                    self._unknown_collection, [r for _, r in batch], model=self._model
+                ),
+                60.0,
+            )
+        except Exception as exc:
+            log.warning(
+                "keeping %d unknown faces failed (%s); retried next tick",
+                len(batch),
+                type(exc).__name__,
+                extra=self.extra,
+            )
+            return
+        for _ in batch:
+            self._unknown_backlog.popleft()
         self.stats_.unknown_kept += len(ids)
         self.audit.append(
             actor=self.actor,
             operation="KeepUnknownFace",
             purpose=s.purpose,
             inputs={"stream_processor": s.name, "collection": self._unknown_collection},
-            results={"face_ids": ids, "track_ids": [t.track_id for t in ended]},
+            results={"face_ids": ids, "track_ids": [tid for tid, _ in batch]},
         )
 
     def _write_preview(self, rgb: np.ndarray, batch: FaceBatch) -> None:
@@ -566,14 +611,15 @@ class StreamWorker:
         if interval is None or self._evidence is None or now - self._preview_at < interval:
             return
         self._preview_at = now
-        from pipelines.evidence import redact
-
-        jpeg = _jpeg(redact(rgb, batch.boxes, None), _PREVIEW_SIDE_PX)
+        jpeg = encode_jpeg(redact(rgb, batch.boxes, None), max_side_px=_PREVIEW_SIDE_PX, quality=85)
         path = preview_path(self.ctx.home, self.settings.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(jpeg)
         os.replace(tmp, path)
+
+
+_UNKNOWN_BACKLOG = 10_000
 
 
 def preview_path(home: Path, processor: str) -> Path:
@@ -587,16 +633,6 @@ def _crop(rgb: np.ndarray, box: np.ndarray, pad: float = 0.25) -> np.ndarray:
     left, top = max(0, int(x1 - px)), max(0, int(y1 - py))
     right, bottom = min(w, int(x2 + px) + 1), min(h, int(y2 + py) + 1)
     return rgb[top:bottom, left:right]
-
-
-def _jpeg(rgb: np.ndarray, max_side: int) -> bytes:
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(rgb))
-    img.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=85)
-    return buf.getvalue()
 
 
 def _unknown_record(processor: str, track: Track) -> FaceRecord:

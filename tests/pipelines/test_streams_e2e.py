@@ -288,3 +288,118 @@ def test_a_restarted_job_resumes_its_processors(env: dict[str, Any], clip: Path)
     second.delete("looped-file", OPERATOR)
     with pytest.raises(Exception, match="does not exist"):
         second.describe("looped-file")
+
+
+def test_human_confirmation_holds_alerts_until_two_reviewers(env: dict[str, Any], clip: Path) -> None:
+    """A collection that requires confirmation: matches wait as candidates (with the stream crop, a
+    redacted evidence frame, and a blurred preview); nothing reaches a sink until two distinct
+    reviewers confirm; then the running processor delivers the released alert."""
+    from pipelines.evidence import EvidenceStore
+    from pipelines.gallery import enrol, ensure_collection
+    from pipelines.review import AlreadyReviewed, Decision, ReviewStore, Status, review_path
+    from pipelines.worker import preview_path
+
+    home, manager, store = env["home"], env["manager"], env["store"]
+    ensure_collection(store, "reviewed", "dlib-resnet", fresh=True)
+    ex = clip.parent
+    audit = AuditLog(env["runtime"].resolved_audit_path)
+    enrol(
+        env["face"],
+        store,
+        "reviewed",
+        [(LIN, load_image_file(ex / f"{LIN}.png"))],
+        audit=audit,
+        actor=OPERATOR,
+    )
+    review = ReviewStore(review_path(home))
+    review.set_policy("reviewed", 2, by="test:admin")
+    name = "reviewed-file"
+    src = FileSource(path=clip, loop=True, realtime=True)
+    p = _settings(name, src, home, collection="reviewed", evidence_frames=True, preview_interval_s=1.0)
+    manager.create(p, OPERATOR, replace=True)
+    manager.start(name, OPERATOR)
+    try:
+        _wait_for(lambda: review.candidates(processor=name, status=Status.PENDING), 40, "a candidate")
+        cand = review.candidates(processor=name, status=Status.PENDING)[0]
+        assert cand.external_image_id == LIN and cand.required == 2
+        crop = review.crop(cand.event_id)
+        assert crop is not None and crop[:2] == b"\xff\xd8"  # a JPEG face crop for the reviewer
+        time.sleep(1.0)
+        assert _events(home, name) == []  # held: no alert has left
+        review.decide(cand.event_id, reviewer="key-a", role="reviewer", decision=Decision.CONFIRM)
+        with pytest.raises(AlreadyReviewed):
+            review.decide(cand.event_id, reviewer="key-a", role="reviewer", decision=Decision.CONFIRM)
+        assert _events(home, name) == []
+        _, released = review.decide(
+            cand.event_id, reviewer="key-b", role="reviewer", decision=Decision.CONFIRM
+        )
+        assert released
+        _wait_for(lambda: any(e["EventId"] == cand.event_id for e in _events(home, name)), 20, "release")
+        out = [e for e in _events(home, name) if e["EventId"] == cand.event_id]
+        assert out[0]["Review"]["ConfirmedBy"] == ["key-a", "key-b"]
+        assert EvidenceStore(home / "evidence").get(cand.event_id) is not None
+        assert preview_path(home, name).is_file()
+        # The next loop of the clip is a new track: a new candidate; a rejection suppresses it.
+        _wait_for(
+            lambda: [c for c in review.candidates(processor=name) if c.event_id != cand.event_id],
+            40,
+            "a candidate from a second track",
+        )
+        other = next(c for c in review.candidates(processor=name) if c.event_id != cand.event_id)
+        if other.status is Status.PENDING:
+            review.decide(other.event_id, reviewer="key-a", role="reviewer", decision=Decision.REJECT)
+        assert review.track_suppressed(name, other.track_id) or other.status is Status.CONFIRMED
+    finally:
+        status = manager.stop(name, OPERATOR)
+        review.close()
+    assert not any(e["EventId"] == other.event_id for e in _events(home, name))
+    assert status["Candidates"] >= 2
+    dispositions = [
+        e["results"]["disposition"]
+        for e in audit.query(operation="StreamFaceMatch")
+        if e["inputs"]["stream_processor"] == name
+    ]
+    assert "candidate" in dispositions and "release" not in dispositions[:1]
+
+
+def test_unknown_faces_are_kept_only_when_switched_on(env: dict[str, Any], clip: Path) -> None:
+    """Watchlist-only by default: on the 'others' gallery Lin-Manuel matches nobody and nothing is
+    kept; with keep-unknown on (time-limited, audited) his tracks land in 'others-unknown'."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipelines.config import UnknownFacesConfig
+
+    home, manager, store = env["home"], env["manager"], env["store"]
+    import ray
+
+    def unknown_count() -> int:
+        names = ray.get(store.list_collections.remote())
+        if "others-unknown" not in names:
+            return 0
+        return int(ray.get(store.describe_collection.remote("others-unknown")).face_count)
+
+    before = unknown_count()
+    off = _settings("unknown-off", FileSource(path=clip), home, collection="others")
+    manager.create(off, OPERATOR, replace=True)
+    manager.start(off.name, OPERATOR)
+    _run_to_end(manager, [off.name], 60)
+    assert unknown_count() == before == 0
+    keep = UnknownFacesConfig(keep=True, until=datetime.now(UTC) + timedelta(hours=1), retention_days=1)
+    on = _settings("unknown-on", FileSource(path=clip), home, collection="others", unknown_faces=keep)
+    manager.create(on, OPERATOR, replace=True)
+    manager.start(on.name, OPERATOR)
+    status = _run_to_end(manager, [on.name], 60)
+    assert status[on.name]["UnknownFacesKept"] >= 1
+    assert unknown_count() == status[on.name]["UnknownFacesKept"]
+    info = ray.get(store.describe_collection.remote("others-unknown"))
+    assert info.retention_days == 1
+    audit = AuditLog(env["runtime"].resolved_audit_path)
+    started = [
+        e for e in audit.query(operation="KeepUnknownFaces") if e["inputs"]["stream_processor"] == on.name
+    ]
+    assert started and started[-1]["inputs"]["until"] == keep.until.isoformat()  # type: ignore[union-attr]
+    kept = [e for e in audit.query(operation="KeepUnknownFace") if e["inputs"]["stream_processor"] == on.name]
+    assert sum(len(e["results"]["face_ids"]) for e in kept) == status[on.name]["UnknownFacesKept"]
+    assert not [
+        e for e in audit.query(operation="KeepUnknownFace") if e["inputs"]["stream_processor"] == off.name
+    ]
