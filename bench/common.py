@@ -19,6 +19,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 log = logging.getLogger("bench")
+#: load average when this benchmark process started (the machine is shared; see the JSON)
+_LOAD_AT_START = os.getloadavg()
 
 
 def faces_dir() -> Path:
@@ -50,6 +52,29 @@ def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> floa
     return statistics.median(times)
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linear interpolation; nan when empty."""
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's matrix / bf16 features that matter for inference (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx512f")))
+
+
 def machine() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -57,25 +82,73 @@ def machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_flags": cpu_flags(),
+        "loadavg_start": [round(x, 2) for x in _LOAD_AT_START],
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
 
 
 def write_result(
-    name: str, *, ratios: dict[str, float], targets: dict[str, str], details: dict[str, Any], quick: bool
+    name: str,
+    *,
+    ratios: dict[str, float],
+    targets: dict[str, str | float],
+    details: dict[str, Any],
+    quick: bool,
+    medians: dict[str, float] | None = None,
+    command: str | None = None,
 ) -> Path:
+    """Write ``bench/results/<name>.json``.
+
+    ``ratios``: name -> measured ratio (against a baseline measured in the same run);
+    ``targets``: ratio name -> goal (a number means "at least this"; a string states it);
+    ``medians``: the raw medians (seconds, fps, ...) the ratios come from, units in the names.
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     payload = {
         "benchmark": name,
+        "command": command or " ".join([f"python -m bench.{name}", *sys.argv[1:]]).strip(),
         "quick": quick,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "ratios": {k: round(v, 4) for k, v in ratios.items()},
         "targets": targets,
+        "medians": {k: round(v, 6) for k, v in (medians or {}).items()},
         "details": details,
     }
-    out.write_text(json.dumps(payload, indent=2) + "\n")
+    out.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
     return out
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "tolist"):  # numpy arrays and scalars
+        return v.tolist()
+    raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+
+def met(value: float, target: str | float) -> bool | None:
+    """Whether ``value`` meets ``target`` (a number: at least; '>= x' / '<= x'); None if not numeric."""
+    if isinstance(target, int | float):
+        return value >= target
+    m = target.strip().split()
+    if len(m) >= 2 and m[0] in (">=", "<=", ">", "<"):
+        try:
+            goal = float(m[1])
+        except ValueError:
+            return None
+        return {">=": value >= goal, "<=": value <= goal, ">": value > goal, "<": value < goal}[m[0]]
+    return None
+
+
+def print_ratios(ratios: dict[str, float], targets: dict[str, str | float]) -> None:
+    """The standard closing table: each ratio, its target, and whether it is met."""
+    rows = []
+    for k, v in ratios.items():
+        t = targets.get(k)
+        ok = None if t is None else met(v, t)
+        rows.append([k, v, "" if t is None else t, "" if ok is None else ("yes" if ok else "NO")])
+    print_table("Ratios", ["ratio", "value", "target", "met"], rows)
 
 
 def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:

@@ -27,6 +27,44 @@ class DeviceConfig(_Model):
     )
 
 
+class StreamDetectConfig(_Model):
+    """Detection on video streams (frames sent with a stream key); still images always get full MTCNN."""
+
+    mode: Literal["fast", "mtcnn"] = Field(
+        "fast", description="fast: motion gate + detect every k frames + refine; mtcnn: per-frame MTCNN"
+    )
+    detect_every: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="full detection at least every k frames of a stream; in between "
+        "R/O-Net refine the previous faces (a lost face forces a full detection)",
+    )
+    detect_max_side_px: int = Field(
+        640,
+        ge=64,
+        le=16384,
+        description="P-Net runs on a copy at most this long; R/O-Net refine at "
+        "full resolution. Pyramid scales are capped at 1 in that copy",
+    )
+    motion_threshold: float = Field(
+        1.0,
+        ge=0.0,
+        le=255.0,
+        description="mean grey change (0-255, small thumbnail) below which a frame "
+        "is unchanged and the previous faces are reused; 0 disables the gate",
+    )
+    scene_cut_threshold: float = Field(
+        20.0, gt=0.0, le=255.0, description="mean grey change above which the scene changed: full detection"
+    )
+    state_ttl_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="per-stream state older than this is dropped"
+    )
+    max_streams: int = Field(
+        4096, ge=1, le=1_000_000, description="per-stream states kept (least recent dropped)"
+    )
+
+
 class DetectorConfig(_Model):
     kind: Literal["mtcnn"] = "mtcnn"
     min_face_px: int = Field(
@@ -45,6 +83,9 @@ class DetectorConfig(_Model):
     )
     min_confidence: float = Field(
         0.90, ge=0.0, le=1.0, description="final face probability below which a face is dropped"
+    )
+    stream: StreamDetectConfig = Field(
+        default_factory=StreamDetectConfig, description="video-stream fast path (frames with a stream key)"
     )
 
     @model_validator(mode="after")

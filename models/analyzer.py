@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from models.align import align_faces
 from models.detector import Detections, MtcnnDetector
 from models.device import Placement, choose_placement
 from models.embedders import Embedder, load_embedder
+from models.fastdetect import StreamDetector
 from models.landmarks import ShapePredictor5
 from models.quality import brightness_sharpness, pose_from_landmarks
 
@@ -34,6 +36,10 @@ class FaceAnalyzer:
             torch.set_num_threads(dev.torch_threads)
         self.placement: Placement = choose_placement(dev.device, dev.precision)
         self.detector = MtcnnDetector(self.config.detector, self.placement.device)
+        # Video frames sent with a stream key (same MTCNN weights; see models/fastdetect.py).
+        self.stream_detector = StreamDetector(
+            self.detector.mtcnn, self.config.detector, self.placement.device
+        )
         self._embedder: Embedder | None = None
         self._shape_predictor: ShapePredictor5 | None = None
 
@@ -47,15 +53,47 @@ class FaceAnalyzer:
     def model_name(self) -> str:
         return self.config.embed.model.kind
 
-    def detect(self, images: list[np.ndarray]) -> list[FaceBatch]:
-        """Detection and quality only (no embeddings)."""
+    def detect(
+        self, images: list[np.ndarray], stream_keys: Sequence[str | None] | None = None
+    ) -> list[FaceBatch]:
+        """Detection and quality only (no embeddings).
+
+        ``stream_keys`` (one per image, or None): images with a key are video frames of that
+        stream and go through the fast per-stream path (unless ``detector.stream.mode`` is
+        "mtcnn"); images without one (still images) always get full per-frame MTCNN.
+        """
         return [
-            self._describe(img, det) for img, det in zip(images, self.detector.detect(images), strict=True)
+            self._describe(img, det)
+            for img, det in zip(images, self.detect_raw(images, stream_keys), strict=True)
         ]
 
-    def analyze(self, images: list[np.ndarray]) -> list[FaceBatch]:
-        """Detection, quality and embeddings for every face of every image."""
-        batches = self.detect(images)
+    def detect_raw(
+        self, images: list[np.ndarray], stream_keys: Sequence[str | None] | None = None
+    ) -> list[Detections]:
+        """The detector's output for each image (see :meth:`detect`)."""
+        if stream_keys is None or self.config.detector.stream.mode == "mtcnn":
+            return self.detector.detect(images)
+        if len(stream_keys) != len(images):
+            raise ValueError(f"{len(images)} images but {len(stream_keys)} stream keys")
+        still = [i for i, k in enumerate(stream_keys) if k is None]
+        video = [i for i, k in enumerate(stream_keys) if k is not None]
+        out: list[Detections] = [Detections.empty()] * len(images)
+        if still:
+            for i, d in zip(still, self.detector.detect([images[i] for i in still]), strict=True):
+                out[i] = d
+        if video:
+            keys = [str(stream_keys[i]) for i in video]
+            for i, d in zip(
+                video, self.stream_detector.detect([images[i] for i in video], keys), strict=True
+            ):
+                out[i] = d
+        return out
+
+    def analyze(
+        self, images: list[np.ndarray], stream_keys: Sequence[str | None] | None = None
+    ) -> list[FaceBatch]:
+        """Detection, quality and embeddings for every face of every image (``stream_keys``: see detect)."""
+        batches = self.detect(images, stream_keys)
         return self.embed_batches(images, batches)
 
     def alignment_landmarks(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:

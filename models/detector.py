@@ -58,6 +58,11 @@ class MtcnnDetector:
         self.device = device or torch.device("cpu")
         self._mtcnn = _load_mtcnn(self.device)
 
+    @property
+    def mtcnn(self) -> torch.nn.Module:
+        """The loaded facenet-pytorch MTCNN module (its P/R/O-Nets are shared with the stream path)."""
+        return self._mtcnn
+
     def detect(self, frames: list[np.ndarray]) -> list[Detections]:
         """One :class:`Detections` per frame, in input order."""
         from facenet_pytorch.models.utils.detect_face import detect_face

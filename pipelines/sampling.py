@@ -29,6 +29,16 @@ class FrameSampler:
     def reset(self) -> None:
         self._next = None
 
+    @property
+    def next_due_s(self) -> float | None:
+        """Timestamp the next kept frame is due at (None before the first); read-only."""
+        return self._next
+
+    @property
+    def slack_s(self) -> float:
+        """How early (seconds) a frame may come and still count as the due one."""
+        return self._slack
+
     def accept(self, t_s: float) -> bool:
         if self._next is None or t_s < self._next - 2 * self.period_s - 1.0:
             self._next = t_s + self.period_s

@@ -75,9 +75,13 @@ class FrameSource:
         on_status: StatusFn,
         counters: Counters,
         stream_id: str,
+        skip_nonref: bool = True,
     ) -> None:
+        """``skip_nonref``: when sampling below the source's frame rate, let the decoder drop
+        non-reference frames the sampler will not keep (see :func:`frame_needed`)."""
         self.source = source
         self.keyframes_only = keyframes_only
+        self.skip_nonref = skip_nonref
         self.reconnect = reconnect
         self.media_dirs = media_dirs
         self.stop = stop
@@ -180,6 +184,12 @@ class FrameSource:
             # The decoder then skips every non-key frame instead of decoding it to drop it.
             stream.codec_context.skip_frame = "NONKEY"
         rate = float(stream.average_rate) if stream.average_rate else 25.0
+        # Below the source rate most frames are thrown away after decoding. Those nobody refers
+        # to (H.264/HEVC non-reference B/P frames) need not be decoded at all: per packet, the
+        # decoder is told to skip non-reference frames unless the sampler may keep this one.
+        # Reference frames are always decoded, so every kept frame decodes exactly as before.
+        skip = self.skip_nonref and not self.keyframes_only and self.sampler.period_s * rate > 1.5
+        ctx = stream.codec_context
         self.sampler.reset()
         wall0 = time.time()
         mono0 = time.monotonic()
@@ -188,6 +198,8 @@ class FrameSource:
         for packet in container.demux(stream):
             if self.stop.is_set():
                 return
+            if skip:
+                ctx.skip_frame = "DEFAULT" if frame_needed(packet, self.sampler, 1.0 / rate) else "NONREF"
             for frame in packet.decode():
                 self.counters.decoded += 1
                 if frame.time is not None:
@@ -220,3 +232,29 @@ class FrameSource:
                     session=session,
                     monotonic=time.monotonic(),
                 )
+
+
+def frame_needed(packet: av.Packet, sampler: FrameSampler, frame_s: float) -> bool:
+    """Whether the frame in ``packet`` may be kept by ``sampler`` (so must not be skipped).
+
+    Packets come in decode order, frames leave the decoder (a few frames later) in
+    presentation order, and the sampler keeps the first frame at or after each due time
+    ``next_due_s + k * period_s`` (minus its slack). A frame is needed when such a due time
+    falls within one and a half frame durations before its timestamp: a superset of the frames
+    the sampler keeps, whatever it decides meanwhile. Unknown timestamps, the first frame and a
+    timestamp going back (a new schedule) are always needed.
+    """
+    if packet.pts is None or packet.time_base is None:
+        return True
+    due = sampler.next_due_s
+    if due is None:
+        return True
+    t = float(packet.pts * packet.time_base) + sampler.slack_s
+    period = sampler.period_s
+    if t < due - 2 * period - 1.0:
+        return True
+    if t + 0.5 * frame_s < due:
+        return False
+    # The latest due time at or before t + half a frame; needed if it is within 1.5 frames before t.
+    k = int((t + 0.5 * frame_s - due) // period)
+    return t + 0.5 * frame_s - (due + k * period) < 2.0 * frame_s

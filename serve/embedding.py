@@ -20,6 +20,7 @@ from ray import serve
 
 from facestream import metrics
 from facestream.config import EmbeddingServiceConfig
+from facestream.errors import InvalidParameter
 from facestream.types import FaceBatch
 
 log = logging.getLogger(__name__)
@@ -48,46 +49,53 @@ class FaceAnalysisService:
         self._busy_s = 0.0
         log.info("face analysis replica ready (pid %s, model %s)", os.getpid(), self.analyzer.model_name)
 
-    async def analyze(self, frame: np.ndarray) -> FaceBatch:
-        """One RGB uint8 frame (H, W, 3) -> its faces with embeddings."""
-        return await self._queued("analyze", self.analyze_batch, frame)
+    async def analyze(self, frame: np.ndarray, stream_key: str | None = None) -> FaceBatch:
+        """One RGB uint8 frame (H, W, 3) -> its faces with embeddings.
 
-    async def detect(self, frame: np.ndarray) -> FaceBatch:
-        """One RGB uint8 frame (H, W, 3) -> its faces, no embeddings."""
-        return await self._queued("detect", self.detect_batch, frame)
+        ``stream_key``: the video stream the frame belongs to (its name); keyed frames use the
+        fast per-stream detector (motion gate, detect every k frames, refine). None (still
+        images): full per-frame MTCNN.
+        """
+        return await self._queued("analyze", self.analyze_batch, frame, _check_key(stream_key))
 
-    async def _queued(self, method: str, batched: Any, frame: np.ndarray) -> FaceBatch:
+    async def detect(self, frame: np.ndarray, stream_key: str | None = None) -> FaceBatch:
+        """One RGB uint8 frame (H, W, 3) -> its faces, no embeddings (``stream_key``: see analyze)."""
+        return await self._queued("detect", self.detect_batch, frame, _check_key(stream_key))
+
+    async def _queued(self, method: str, batched: Any, frame: np.ndarray, key: str | None) -> FaceBatch:
         """Await the batched call while counting the frames waiting or running in this replica."""
         self._queue[method] += 1
         metrics.set_gauge("facestream_serve_queue_depth", self._queue[method], method=method)
         try:
-            result: FaceBatch = await batched(frame)
+            result: FaceBatch = await batched((frame, key))
             return result
         finally:
             self._queue[method] -= 1
             metrics.set_gauge("facestream_serve_queue_depth", self._queue[method], method=method)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def analyze_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:
-        return await self._run(frames, embed=True)
+    async def analyze_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[FaceBatch]:
+        return await self._run(items, embed=True)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02)
-    async def detect_batch(self, frames: list[np.ndarray]) -> list[FaceBatch]:
-        return await self._run(frames, embed=False)
+    async def detect_batch(self, items: list[tuple[np.ndarray, str | None]]) -> list[FaceBatch]:
+        return await self._run(items, embed=False)
 
-    async def _run(self, frames: list[np.ndarray], *, embed: bool) -> list[FaceBatch]:
+    async def _run(self, items: list[tuple[np.ndarray, str | None]], *, embed: bool) -> list[FaceBatch]:
+        frames = [f for f, _ in items]
+        keys = [k for _, k in items]
         method = "analyze" if embed else "detect"
         metrics.observe("facestream_serve_batch_size", len(frames), method=method)
         t0 = time.perf_counter()
-        out: list[FaceBatch] = await asyncio.to_thread(self._analyze, frames, embed)
+        out: list[FaceBatch] = await asyncio.to_thread(self._analyze, frames, keys, embed)
         self._busy_s += time.perf_counter() - t0
         self._batch_sizes[len(frames)] += 1
         self._frames += len(frames)
         return out
 
-    def _analyze(self, frames: list[np.ndarray], embed: bool) -> list[FaceBatch]:
+    def _analyze(self, frames: list[np.ndarray], keys: list[str | None], embed: bool) -> list[FaceBatch]:
         t0 = time.perf_counter()
-        batches = self.analyzer.detect(frames)
+        batches = self.analyzer.detect(frames, keys if any(k is not None for k in keys) else None)
         t1 = time.perf_counter()
         metrics.observe("facestream_detect_seconds", t1 - t0)
         for b in batches:
@@ -108,7 +116,16 @@ class FaceAnalysisService:
             "frames": self._frames,
             "busy_s": self._busy_s,
             "batch_sizes": dict(self._batch_sizes),
+            "stream_detect": self.analyzer.stream_detector.stats.as_dict(),
         }
+
+
+def _check_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= 256:
+        raise InvalidParameter("stream_key must be a non-empty string of at most 256 characters")
+    return key
 
 
 def deployment(config: EmbeddingServiceConfig, name: str = "FaceAnalysis") -> Any:
