@@ -40,6 +40,14 @@ class StreamDetectConfig(_Model):
         description="full detection at least every k frames of a stream; in between "
         "R/O-Net refine the previous faces (a lost face forces a full detection)",
     )
+    min_face_px: int = Field(
+        28,
+        ge=8,
+        le=1024,
+        description="smallest face side the stream path looks for; sizes its P-Net pyramid. "
+        "Default: the stream tracker's searchable minimum (pipelines TrackerConfig.min_face_px): "
+        "smaller faces are never searched, so finding them costs pyramid levels for nothing",
+    )
     detect_max_side_px: int = Field(
         640,
         ge=64,

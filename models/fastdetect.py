@@ -11,7 +11,8 @@ detection) decides among:
   O-Net run, on a few boxes around each previous face (at full resolution). A face that is
   not found again forces a full detection of the same frame;
 * **full** — P-Net pyramid on a copy at most ``detect_max_side_px`` long (pyramid sized from
-  ``min_face_px``, scales capped at 1 in that copy), then R-Net/O-Net on crops of the full
+  ``stream.min_face_px``, the smallest face the tracker will search; scales capped at 1 in that
+  copy), then R-Net/O-Net on crops of the full
   resolution frame. Equal-sized frames share one P-Net pass; R/O-Net crops of every frame of
   a call share one forward pass each.
 
@@ -132,7 +133,7 @@ class FastMtcnn:
             small = interpolate(imgs, size=(max(1, round(h * s)), max(1, round(w * s))), mode="area")
         sh, sw = small.shape[2:]
         boxes_l, inds_l = [], []
-        for scale in pyramid_scales(sh, sw, cfg.min_face_px * s, cfg.pyramid_factor):
+        for scale in pyramid_scales(sh, sw, cfg.stream.min_face_px * s, cfg.pyramid_factor):
             im = interpolate(small, size=(int(sh * scale + 1), int(sw * scale + 1)), mode="area")
             reg, probs = self.pnet(_norm(im))
             # scale * s maps P-Net's grid straight to full-resolution pixels
@@ -374,9 +375,13 @@ class StreamDetector:
         if refine:
             prev = [self._states[keys[i]].last for i in refine]
             res = self.core.refine([imgs[i] for i in refine], [_candidates_around(p) for p in prev])
+            # Hysteresis: a face already found at min_confidence stays found while O-Net still
+            # accepts it (stage threshold), so a borderline face does not flip the stream back
+            # to full detections. Lost means a face big enough to search is not found again.
+            keep_conf = min(self.config.min_confidence, self.config.stage_thresholds[2])
             for i, p, (boxes, pts) in zip(refine, prev, res, strict=True):
-                det = _postprocess(boxes, pts, frames[i].shape, self.config.min_confidence)
-                if not _all_found(p, det):
+                det = _postprocess(boxes, pts, frames[i].shape, keep_conf)
+                if not _all_found(_at_least(p, cfg.min_face_px), det):
                     self.stats.lost += 1
                     full.append(i)
                     carry[i] = p
@@ -433,6 +438,15 @@ class StreamDetector:
             if now - st.seen <= ttl:
                 break
             del self._states[key]
+
+
+def _at_least(det: Detections, min_side_px: float) -> Detections:
+    """The faces whose shorter side is at least ``min_side_px``."""
+    if len(det) == 0:
+        return det
+    wh = det.boxes[:, 2:4] - det.boxes[:, 0:2]
+    keep = np.minimum(wh[:, 0], wh[:, 1]) >= min_side_px
+    return Detections(boxes=det.boxes[keep], scores=det.scores[keep], landmarks=det.landmarks[keep])
 
 
 def _all_found(prev: Detections, now: Detections, min_iou: float = 0.3) -> bool:
