@@ -104,20 +104,28 @@ class MtcnnDetector:
     def _postprocess(
         self, boxes: np.ndarray, points: np.ndarray, shape: tuple[int, ...], upscale: float
     ) -> Detections:
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5).copy()
-        points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) * upscale
-        boxes[:, :4] *= upscale
-        keep = boxes[:, 4] >= self.config.min_confidence
-        boxes, points = boxes[keep], points[keep]
-        h, w = shape[0], shape[1]
-        xyxy = boxes[:, :4].copy()
-        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
-        xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
-        # Boxes that fall almost wholly outside the frame after clipping are not faces we can use.
-        ok = ((xyxy[:, 2] - xyxy[:, 0]) >= 4) & ((xyxy[:, 3] - xyxy[:, 1]) >= 4)
-        order = np.argsort(-boxes[ok, 4], kind="stable")
-        return Detections(
-            boxes=np.ascontiguousarray(xyxy[ok][order]),
-            scores=np.ascontiguousarray(boxes[ok, 4][order]),
-            landmarks=np.ascontiguousarray(points[ok][order]),
-        )
+        return postprocess(boxes, points, shape, self.config.min_confidence, upscale)
+
+
+def postprocess(
+    boxes: np.ndarray, points: np.ndarray, shape: tuple[int, ...], min_conf: float, upscale: float = 1.0
+) -> Detections:
+    """MTCNN's raw (n,5) boxes with score and (n,5,2) points -> :class:`Detections`: scaled by
+    ``upscale``, faces below ``min_conf`` dropped, clipped to the frame, ordered by score."""
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5).copy()
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) * upscale
+    boxes[:, :4] *= upscale
+    keep = boxes[:, 4] >= min_conf
+    boxes, points = boxes[keep], points[keep]
+    h, w = shape[0], shape[1]
+    xyxy = boxes[:, :4].copy()
+    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
+    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
+    # Boxes that fall almost wholly outside the frame after clipping are not faces we can use.
+    ok = ((xyxy[:, 2] - xyxy[:, 0]) >= 4) & ((xyxy[:, 3] - xyxy[:, 1]) >= 4)
+    order = np.argsort(-boxes[ok, 4], kind="stable")
+    return Detections(
+        boxes=np.ascontiguousarray(xyxy[ok][order]),
+        scores=np.ascontiguousarray(boxes[ok, 4][order]),
+        landmarks=np.ascontiguousarray(points[ok][order]),
+    )

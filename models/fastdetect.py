@@ -35,7 +35,7 @@ from torch.nn.functional import interpolate
 from torchvision.ops import batched_nms, roi_align
 
 from facestream.config import DetectorConfig
-from models.detector import Detections
+from models.detector import Detections, postprocess
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ class StreamDetector:
             # to full detections. Lost means a face big enough to search is not found again.
             keep_conf = min(self.config.min_confidence, self.config.stage_thresholds[2])
             for i, p, (boxes, pts) in zip(refine, prev, res, strict=True):
-                det = _postprocess(boxes, pts, frames[i].shape, keep_conf)
+                det = postprocess(boxes, pts, frames[i].shape, keep_conf)
                 if not _all_found(_at_least(p, cfg.min_face_px), det):
                     self.stats.lost += 1
                     full.append(i)
@@ -414,7 +414,7 @@ class StreamDetector:
                 proposals[i] = p if prev is None else torch.cat([p, _candidates_around(prev)])
         res = self.core.refine(imgs, proposals)
         return [
-            _postprocess(b, p, f.shape, self.config.min_confidence)
+            postprocess(b, p, f.shape, self.config.min_confidence)
             for f, (b, p) in zip(frames, res, strict=True)
         ]
 
@@ -467,24 +467,3 @@ def _all_found(prev: Detections, now: Detections, min_iou: float = 0.3) -> bool:
 
 def _to_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frame.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
-
-
-def _postprocess(
-    boxes: np.ndarray, points: np.ndarray, shape: tuple[int, ...], min_conf: float
-) -> Detections:
-    """Same as :meth:`MtcnnDetector._postprocess` (confidence filter, clip, order by score)."""
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 5).copy()
-    points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)
-    keep = boxes[:, 4] >= min_conf
-    boxes, points = boxes[keep], points[keep]
-    h, w = shape[0], shape[1]
-    xyxy = boxes[:, :4].copy()
-    xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
-    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, h)
-    ok = ((xyxy[:, 2] - xyxy[:, 0]) >= 4) & ((xyxy[:, 3] - xyxy[:, 1]) >= 4)
-    order = np.argsort(-boxes[ok, 4], kind="stable")
-    return Detections(
-        boxes=np.ascontiguousarray(xyxy[ok][order]),
-        scores=np.ascontiguousarray(boxes[ok, 4][order]),
-        landmarks=np.ascontiguousarray(points[ok][order]),
-    )

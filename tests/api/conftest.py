@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,19 +69,22 @@ def app_args(home: Path) -> ApiAppArgs:
     )
 
 
-@pytest.fixture(scope="package")
-def api(serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+@contextmanager
+def running_api(
+    name: str, args: ApiAppArgs, home: Path, serve_http_port: int, label: str
+) -> Iterator[tuple[str, dict[str, Key], KeyStore]]:
+    """Deploy the API app ``name`` at ``/`` with one key per role (``label`` in their notes),
+    wait for /healthz, and delete the app afterwards. Yields (url, keys by role, key store)."""
     from ray import serve
 
     from serve.app import build_app
 
-    home = tmp_path_factory.mktemp("api-home")
     ks = KeyStore(home / "keys.sqlite", load_master_key(home, create=True))
     keys = {}
     for role in Role:
-        new = ks.create(role, f"tests/api {role.value}")
+        new = ks.create(role, f"{label} {role.value}")
         keys[role.value] = Key(new.access_key_id, new.secret_access_key)
-    serve.run(build_app(app_args(home)), name=API_APP, route_prefix="/")
+    serve.run(build_app(args), name=name, route_prefix="/")
     url = f"http://127.0.0.1:{serve_http_port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -91,6 +95,13 @@ def api(serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Itera
             pass
         time.sleep(0.5)
     try:
-        yield Api(url=url, home=home, keys=keys, keystore=ks)
+        yield url, keys, ks
     finally:
-        serve.delete(API_APP)
+        serve.delete(name)
+
+
+@pytest.fixture(scope="package")
+def api(serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    home = tmp_path_factory.mktemp("api-home")
+    with running_api(API_APP, app_args(home), home, serve_http_port, "tests/api") as (url, keys, ks):
+        yield Api(url=url, home=home, keys=keys, keystore=ks)

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from serve.keys import KeyStore, Role, load_master_key
-from tests.api.conftest import Api, Key, app_args
+from serve.keys import Role
+from tests.api.conftest import Api, Key, app_args, running_api
 from tests.helpers import REPO
 from tests.ray_fixtures import free_port
 
@@ -107,28 +106,9 @@ class ConsoleApi(Api):
 
 @pytest.fixture(scope="package")
 def capi(serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleApi]:
-    from ray import serve
-
-    from serve.app import build_app
-
     home = tmp_path_factory.mktemp("console-home")
-    ks = KeyStore(home / "keys.sqlite", load_master_key(home, create=True))
-    keys = {}
-    for role in Role:
-        new = ks.create(role, f"tests/console {role.value}")
-        keys[role.value] = Key(new.access_key_id, new.secret_access_key)
-    second = ks.create(Role.REVIEWER, "tests/console second reviewer")
-    serve.run(build_app(app_args(home)), name=CONSOLE_APP, route_prefix="/")
-    url = f"http://127.0.0.1:{serve_http_port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=5).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    try:
+    with running_api(CONSOLE_APP, app_args(home), home, serve_http_port, "tests/console") as (url, keys, ks):
+        second = ks.create(Role.REVIEWER, "tests/console second reviewer")
         yield ConsoleApi(
             url=url,
             home=home,
@@ -136,5 +116,3 @@ def capi(serve_http_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iter
             keystore=ks,
             reviewer2=Key(second.access_key_id, second.secret_access_key),
         )
-    finally:
-        serve.delete(CONSOLE_APP)

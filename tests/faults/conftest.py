@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from facestream.audit import AuditLog
-from facestream.config import AnalyzerConfig, DeviceConfig, EmbeddingServiceConfig
 from facestream.imageio import load_image_file
-from pipelines.config import RuntimeConfig
 from pipelines.manager import StreamProcessorManager
 from tests.helpers import face
-from tests.pipelines.test_streams_e2e import LIN, OPERATOR
+from tests.pipelines.test_streams_e2e import LIN, OPERATOR, stream_runtime
 
 APP = "faults-e2e"
 
@@ -40,16 +38,7 @@ def fault_env(
     from pipelines.store_actor import store_actor
 
     home = tmp_path_factory.mktemp("faults-home")
-    runtime = RuntimeConfig(
-        home=home,
-        app_name=APP,
-        media_dirs=(clip.parent,),
-        embedding=EmbeddingServiceConfig(
-            analyzer=AnalyzerConfig(device=DeviceConfig(device="cpu")),
-            max_batch_size=8,
-            batch_wait_timeout_s=0.05,
-        ),
-    )
+    runtime = stream_runtime(home, APP, clip.parent)
     face_handle = ensure_face_service(runtime.embedding, APP)
     store = store_actor(runtime.resolved_store_uri)
     ensure_collection(store, "hamilton", "dlib-resnet", fresh=True)

@@ -43,6 +43,20 @@ LIN_WINDOWS = [(0.8 - 0.25, 1.4 + 0.25), (3.7 - 0.25, 7.9 + 0.25)]
 OPERATOR = Actor("test:operator", "operator")
 
 
+def stream_runtime(home: Path, app: str, media_dir: Path) -> RuntimeConfig:
+    """Stream processors' runtime for tests: CPU analysis, small fast batches."""
+    return RuntimeConfig(
+        home=home,
+        app_name=app,
+        media_dirs=(media_dir,),
+        embedding=EmbeddingServiceConfig(
+            analyzer=AnalyzerConfig(device=DeviceConfig(device="cpu")),
+            max_batch_size=8,
+            batch_wait_timeout_s=0.05,
+        ),
+    )
+
+
 @pytest.fixture(scope="module")
 def clip() -> Path:
     return face("face_recognition/examples/short_hamilton_clip.mp4")
@@ -57,16 +71,7 @@ def env(
     from pipelines.store_actor import store_actor
 
     home = tmp_path_factory.mktemp("streams-home")
-    runtime = RuntimeConfig(
-        home=home,
-        app_name=APP,
-        media_dirs=(clip.parent,),
-        embedding=EmbeddingServiceConfig(
-            analyzer=AnalyzerConfig(device=DeviceConfig(device="cpu")),
-            max_batch_size=8,
-            batch_wait_timeout_s=0.05,
-        ),
-    )
+    runtime = stream_runtime(home, APP, clip.parent)
     face_handle = ensure_face_service(runtime.embedding, APP)
     store = store_actor(runtime.resolved_store_uri)
     audit = AuditLog(runtime.resolved_audit_path)
