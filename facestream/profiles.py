@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from facestream.errors import InvalidParameter
 
@@ -66,4 +67,15 @@ def apply_profile_flag(name: str | None) -> Profile:
         profile = resolve_profile(name)
         os.environ["FACESTREAM_PROFILE"] = profile.name
         return profile
+    return resolve_profile()
+
+
+ProfileName = Literal["general", "public-safety"]
+
+
+def adopt_configured(configured: str | None) -> Profile:
+    """A deployment config's ``profile``: in force for this process (and the Ray workers it
+    starts) unless ``FACESTREAM_PROFILE`` or a ``--profile`` flag already chose one."""
+    if configured is not None and not os.environ.get("FACESTREAM_PROFILE"):
+        os.environ["FACESTREAM_PROFILE"] = resolve_profile(configured=configured).name
     return resolve_profile()

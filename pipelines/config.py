@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from facestream.config import EmbeddingServiceConfig
+from facestream.profiles import ProfileName
 from facestream.settings import StatePaths
 
 #: Schemes a stream source may use, by source kind. Anything else is refused.
@@ -357,6 +358,11 @@ class RuntimeConfig(StatePaths, _Model):
     )
     app_name: str = Field("facestream-faces", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="Serve app name")
     embedding: EmbeddingServiceConfig = Field(default_factory=EmbeddingServiceConfig)
+    profile: ProfileName | None = Field(
+        None,
+        description="deployment profile (general: default threshold 80; public-safety: default and "
+        "floor 99); FACESTREAM_PROFILE and --profile win over it; None: general",
+    )
 
 
 class FleetConfig(_Model):

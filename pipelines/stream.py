@@ -143,10 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         from facestream.operations import check_threshold
-        from facestream.profiles import apply_profile_flag
+        from facestream.profiles import adopt_configured, apply_profile_flag
 
         apply_profile_flag(args.profile)
         fleet = load_fleet_config(args.config)
+        adopt_configured(fleet.runtime.profile)  # flag > FACESTREAM_PROFILE > config
         for p in fleet.processors:
             check_threshold(p.threshold, f"processor {p.name!r} threshold")
         final = run_fleet(

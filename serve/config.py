@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from facestream.config import EmbeddingServiceConfig
+from facestream.profiles import ProfileName
 from facestream.settings import StatePaths
 
 _BUCKET = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
@@ -106,6 +107,11 @@ class ApiConfig(StatePaths, _Model):
         None, description="HMAC key for NextToken; set it when several API replicas share a store"
     )
     audit_path: Path | None = Field(None, description="audit log; None: <home>/audit.jsonl")
+    profile: ProfileName | None = Field(
+        None,
+        description="deployment profile (general: default threshold 80; public-safety: default and "
+        "floor 99); FACESTREAM_PROFILE and --profile win over it; None: general",
+    )
     store_access: Literal["auto", "actor", "direct"] = Field(
         "auto",
         description="how the API reaches the store: 'actor' through the shared store actor of the "

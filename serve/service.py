@@ -88,6 +88,9 @@ class ApiService:
     ):
         self.config = config
         self.limits = config.limits
+        from facestream.profiles import adopt_configured
+
+        adopt_configured(config.profile)  # the environment, if set, wins
         home = config.home
         master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
         self.keys = KeyStore(config.resolved_keys_path, load_master_key(home, master, create=True))

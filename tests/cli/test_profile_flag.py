@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from facestream.cli import main
-from facestream.profiles import apply_profile_flag, resolve_profile
+from facestream.profiles import adopt_configured, apply_profile_flag, resolve_profile
 from tests.helpers import REPO, run_cli
 
 FLOOR = "below the floor"
@@ -114,3 +114,40 @@ def test_precedence_flag_env_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert apply_profile_flag("public-safety").default_threshold == 99.0
     assert os.environ["FACESTREAM_PROFILE"] == "public-safety"
     assert resolve_profile().threshold(None) == 99.0
+
+
+def test_config_profile_applies_unless_the_environment_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACESTREAM_PROFILE", "general")
+    assert adopt_configured("public-safety").name == "general"  # env > config
+    monkeypatch.delenv("FACESTREAM_PROFILE")
+    assert adopt_configured(None).name == "general"
+    assert adopt_configured("public-safety").name == "public-safety"
+    assert os.environ["FACESTREAM_PROFILE"] == "public-safety"  # for the Ray workers it starts too
+
+
+def test_fleet_job_config_profile_refuses_80(tmp_path: Path) -> None:
+    fleet = {
+        "runtime": {"home": str(tmp_path), "profile": "public-safety"},
+        "processors": [
+            {
+                "name": "p1",
+                "source": {"kind": "file", "path": str(tmp_path / "clip.mp4")},
+                "collection": "watch",
+                "purpose": "case 1",
+                "threshold": 80,
+            }
+        ],
+    }
+    cfg = tmp_path / "fleet.json"
+    cfg.write_text(json.dumps(fleet))
+    env = {k: v for k, v in os.environ.items() if k != "FACESTREAM_PROFILE"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.stream", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 2 and FLOOR in proc.stderr and "Traceback" not in proc.stderr
