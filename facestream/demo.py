@@ -129,7 +129,10 @@ def run_demo(ctx: Any) -> None:
         model = str(face.model_name.remote().result(timeout_s=120))
         # A clean watchlist every run, so the output is the same every time.
         ensure_collection(store, DEMO_COLLECTION, model, fresh=True)
-        counts = enrol(face, store, DEMO_COLLECTION, gallery, audit=ctx.audit, actor=actor)
+        from facestream.thumbnails import ThumbnailStore
+
+        thumbs = ThumbnailStore(ctx.settings.home / "thumbnails")
+        counts = enrol(face, store, DEMO_COLLECTION, gallery, audit=ctx.audit, actor=actor, thumbnails=thumbs)
         for label, n in counts.items():
             _say(
                 ctx, {"event": "indexed", "ExternalImageId": label, "faces": n}, f"enrolled {label}: {n} face"

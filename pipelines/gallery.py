@@ -12,6 +12,7 @@ from facestream.errors import CollectionExists
 from facestream.imageio import LoadedImage
 from facestream.rekognition import bbox_ratios
 from facestream.store import FaceRecord
+from facestream.thumbnails import ThumbnailConfig, ThumbnailStore, crop_jpeg
 from pipelines.store_actor import call
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,20 @@ def enrol(
     *,
     audit: AuditLog,
     actor: Actor,
+    thumbnails: ThumbnailStore | None = None,
 ) -> dict[str, int]:
     """Index the largest face of each image with ExternalImageId = its label.
 
-    Returns faces indexed per label (0 when no face was found). Audited as IndexFaces.
+    Returns faces indexed per label (0 when no face was found). Audited as IndexFaces. With
+    ``thumbnails`` (and FACESTREAM_THUMBNAILS not off), each indexed face's crop is kept for
+    the reviewers' console, as IndexFaces does.
     """
     model = str(face_handle.model_name.remote().result(timeout_s=60))
     responses = [(label, img, face_handle.analyze.remote(img.rgb)) for label, img in images]
     counts: dict[str, int] = {}
     records: list[FaceRecord] = []
+    crops: list[bytes | None] = []
+    keep_crops = thumbnails is not None and ThumbnailConfig.from_env().enabled
     now_ms = int(time.time() * 1000)
     for label, img, resp in responses:
         batch = resp.result(timeout_s=300).largest_first()
@@ -64,8 +70,13 @@ def enrol(
                 embedding=batch.embeddings[0],
             )
         )
+        crops.append(crop_jpeg(img.rgb, batch.boxes[0]) if keep_crops else None)
     if records:
         call(store.add_faces.remote(collection, records, model=model), 120)
+    if thumbnails is not None:
+        for r, jpeg in zip(records, crops, strict=True):
+            if jpeg is not None:
+                thumbnails.put(collection, r.face_id, jpeg)
     audit.append(
         actor=actor,
         operation="IndexFaces",

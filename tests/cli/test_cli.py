@@ -163,4 +163,7 @@ def test_demo_runs_and_finds_the_astronaut(tmp_path: Path) -> None:
     assert stream["Status"] == "STOPPED"
     (audit,) = [line for line in lines if line.get("event") == "audit"]
     assert audit["ok"] and audit["entries"] >= 3
+    # The enrolled face's thumbnail is kept for the reviewers' console (a real JPEG).
+    (thumb,) = (tmp_path / "thumbnails" / "demo-watchlist").glob("*.jpg")
+    assert thumb.read_bytes()[:3] == b"\xff\xd8\xff"
     run(["demo", "--json"], tmp_path, check_status=2)  # purpose is required
