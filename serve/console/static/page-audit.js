@@ -98,12 +98,17 @@ export async function render(page, ctx) {
     }
   }
 
+  // Searches can overlap (the first page load, a click): only the newest may render.
+  let generation = 0;
+
   async function search(event) {
     if (event) event.preventDefault();
+    const mine = ++generation;
     searchButton.disabled = true;
     try {
       const body = {...filters(), MaxResults: Math.min(10000, Math.max(1, Number(max.value) || 500))};
       const out = await call("QueryAuditLog", body);
+      if (mine !== generation) return; // a newer search is under way
       const entries = out.Entries || [];
       clear(results);
       count.textContent = `${entries.length} entr${entries.length === 1 ? "y" : "ies"}${entries.length === body.MaxResults ? " (the limit: narrow the filters to see later ones)" : ""}.`;
@@ -136,10 +141,11 @@ export async function render(page, ctx) {
       }
       alert.textContent = "";
     } catch (err) {
+      if (mine !== generation) return;
       ctx.authFailed(err);
       alert.textContent = err.status === 403 ? `Reading the audit log needs an auditor key; yours is ${ctx.role}.` : describeError(err);
     } finally {
-      searchButton.disabled = false;
+      if (mine === generation) searchButton.disabled = false;
     }
   }
 

@@ -265,8 +265,13 @@ export async function render(page, ctx) {
     }
   }
 
+  // Loads can overlap (picking a collection while the first one loads, adding a face): only
+  // the newest may render, or an older, slower answer would put back what was just changed.
+  let generation = 0;
+
   async function load() {
     if (!collection) return;
+    const mine = ++generation;
     try {
       const [info, policy, listed, users] = await Promise.all([
         call("DescribeCollection", {CollectionId: collection}),
@@ -282,6 +287,7 @@ export async function render(page, ctx) {
           if (err.status !== 403) alert.textContent = describeError(err);
         }
       }
+      if (mine !== generation) return; // a newer load is under way
       clear(facts).append(
         dl([
           ["Faces", String(info.FaceCount)],
@@ -293,6 +299,7 @@ export async function render(page, ctx) {
       renderIdentities(listed.faces, thumbs, listed.truncated, users.Users || []);
       alert.textContent = "";
     } catch (err) {
+      if (mine !== generation) return;
       ctx.authFailed(err);
       alert.textContent = describeError(err);
     }

@@ -81,12 +81,16 @@ export async function render(page, ctx) {
   let timer = null;
   let lastCount = null;
 
+  // Polls, filter changes and decisions all reload the queue: only the newest answer renders.
+  let generation = 0;
+
   async function loadQueue({announceChange = false} = {}) {
+    const mine = ++generation;
     try {
       const body = {MaxResults: 200};
       if (statusSelect.value) body.Status = statusSelect.value;
       const out = await call("ListMatchCandidates", body);
-      if (stopped) return;
+      if (stopped || mine !== generation) return;
       const items = out.Candidates || [];
       // Rebuilt every few seconds: keep a keyboard user's focus on the same candidate.
       const focused = queue.contains(document.activeElement) ? document.activeElement.dataset.eventId : null;
@@ -116,6 +120,7 @@ export async function render(page, ctx) {
       lastCount = items.length;
       alert.textContent = "";
     } catch (err) {
+      if (mine !== generation) return;
       ctx.authFailed(err);
       alert.textContent =
         err.status === 403
