@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from facestream.audit import Actor, AuditLog
-from facestream.errors import CollectionExists, InvalidParameter, ResourceNotFound
+from facestream.errors import CollectionExists, InvalidParameter, ResourceNotFound, StreamUnavailable
 from pipelines.config import ProcessorSettings, RuntimeConfig
 from pipelines.event_query import close_run, record_run
 from pipelines.urls import check_source, describe_source, media_dirs_from_env
@@ -138,6 +138,8 @@ class StreamProcessorManager:
         self.face = face_handle
         self.store = store
         self.registry = ProcessorRegistry(runtime.home / "stream_processors.json")
+        #: how long a new processor's actor may take to be placed and started
+        self.start_timeout_s = 60.0
         self.audit = AuditLog(runtime.resolved_audit_path)
         self.media_dirs = list(runtime.media_dirs) or media_dirs_from_env([Path.cwd(), runtime.home])
         self._actors: dict[str, Any] = {}
@@ -199,7 +201,17 @@ class StreamProcessorManager:
         self._actors[name] = handle
         import ray
 
-        status = ray.get(handle.start.remote(), timeout=60)
+        try:
+            status = ray.get(handle.start.remote(), timeout=self.start_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            # Most often: no CPU left on the cluster for the decode actor's reservation.
+            self._actors.pop(name, None)
+            ray.kill(handle)
+            raise StreamUnavailable(
+                f"stream processor {name!r} did not start within {self.start_timeout_s:.0f} s: the "
+                f"cluster has no room for its decode actor (it reserves {settings.actor_num_cpus} CPU); "
+                "add nodes or lower actor_num_cpus"
+            ) from None
         self.registry.update(name, desired=RUNNING, last_status=_brief(status))
         return dict(status)
 

@@ -295,6 +295,22 @@ def test_a_restarted_job_resumes_its_processors(env: dict[str, Any], clip: Path)
         second.describe("looped-file")
 
 
+def test_a_processor_the_cluster_cannot_place_fails_clearly(env: dict[str, Any], clip: Path) -> None:
+    from facestream.errors import StreamUnavailable
+
+    runtime, home = env["runtime"], env["home"]
+    manager = StreamProcessorManager(runtime, env["face"], env["store"])
+    manager.start_timeout_s = 5.0
+    src = FileSource(path=clip, loop=True, realtime=True)
+    # 16 CPUs for one decode actor: this 2-CPU local cluster can never place it.
+    manager.create(_settings("too-big", src, home, actor_num_cpus=16.0), OPERATOR, replace=True)
+    with pytest.raises(StreamUnavailable, match="no room for its decode actor"):
+        manager.start("too-big", OPERATOR)
+    assert manager.running() == []  # the unplaceable actor was killed, not left pending
+    assert manager.describe("too-big")["Desired"] != "RUNNING"
+    manager.delete("too-big", OPERATOR)
+
+
 def test_human_confirmation_holds_alerts_until_two_reviewers(env: dict[str, Any], clip: Path) -> None:
     """A collection that requires confirmation: matches wait as candidates (with the stream crop, a
     redacted evidence frame, and a blurred preview); nothing reaches a sink until two distinct
