@@ -77,8 +77,13 @@ def test_profile_flag_is_on_demo_and_checked(tmp_path: Path) -> None:
     assert code == 2 and "invalid choice" in err
 
 
-def test_fleet_job_profile_flag_refuses_80(tmp_path: Path) -> None:
+def _fleet_job_at_80(
+    tmp_path: Path, runtime: dict[str, str], *flags: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m pipelines.stream`` (a real process, no FACESTREAM_PROFILE) on one processor
+    asking for threshold 80."""
     fleet = {
+        "runtime": runtime,
         "processors": [
             {
                 "name": "p1",
@@ -87,13 +92,13 @@ def test_fleet_job_profile_flag_refuses_80(tmp_path: Path) -> None:
                 "purpose": "case 1",
                 "threshold": 80,
             }
-        ]
+        ],
     }
     cfg = tmp_path / "fleet.json"
     cfg.write_text(json.dumps(fleet))
     env = {k: v for k, v in os.environ.items() if k != "FACESTREAM_PROFILE"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.stream", "--config", str(cfg), "--profile", "public-safety"],
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.stream", "--config", str(cfg), *flags],
         capture_output=True,
         text=True,
         env=env,
@@ -101,6 +106,10 @@ def test_fleet_job_profile_flag_refuses_80(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+
+
+def test_fleet_job_profile_flag_refuses_80(tmp_path: Path) -> None:
+    proc = _fleet_job_at_80(tmp_path, {"home": str(tmp_path)}, "--profile", "public-safety")
     assert proc.returncode == 2 and FLOOR in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -126,28 +135,5 @@ def test_config_profile_applies_unless_the_environment_chose(monkeypatch: pytest
 
 
 def test_fleet_job_config_profile_refuses_80(tmp_path: Path) -> None:
-    fleet = {
-        "runtime": {"home": str(tmp_path), "profile": "public-safety"},
-        "processors": [
-            {
-                "name": "p1",
-                "source": {"kind": "file", "path": str(tmp_path / "clip.mp4")},
-                "collection": "watch",
-                "purpose": "case 1",
-                "threshold": 80,
-            }
-        ],
-    }
-    cfg = tmp_path / "fleet.json"
-    cfg.write_text(json.dumps(fleet))
-    env = {k: v for k, v in os.environ.items() if k != "FACESTREAM_PROFILE"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.stream", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    proc = _fleet_job_at_80(tmp_path, {"home": str(tmp_path), "profile": "public-safety"})
     assert proc.returncode == 2 and FLOOR in proc.stderr and "Traceback" not in proc.stderr
