@@ -162,6 +162,14 @@ class ReconnectConfig(_Model):
     stall_timeout_s: float = Field(
         5.0, gt=0.0, le=120.0, description="no packet for this long means the source stalled"
     )
+    frame_timeout_s: float = Field(
+        15.0,
+        gt=0.0,
+        le=600.0,
+        description="no decoded video frame for this long, while bytes keep arriving (garbage, a "
+        "stream of other tracks, undecodable video), means the source is unusable: reconnect. "
+        "With keyframes_only it must exceed the source's keyframe interval",
+    )
     initial_backoff_s: float = Field(0.5, gt=0.0, le=60.0, description="first wait before reconnecting")
     max_backoff_s: float = Field(10.0, gt=0.0, le=600.0, description="cap of the exponential backoff")
     jitter_ratio: float = Field(

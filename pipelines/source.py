@@ -28,6 +28,10 @@ from pipelines.urls import OpenSpec, describe_source, open_spec, scrub
 log = logging.getLogger(__name__)
 
 
+class NoVideoFrames(Exception):
+    """Bytes arrive but no video frame decodes from them: the source is retried like a failure."""
+
+
 class StreamStatus(StrEnum):
     """Rekognition's stream processor states, plus RECONNECTING."""
 
@@ -142,7 +146,7 @@ class FrameSource:
                         self.on_status(StreamStatus.RUNNING, f"receiving {spec.display}")
                     yield frame
                 eof = True
-            except (av.FFmpegError, OSError) as exc:
+            except (av.FFmpegError, OSError, NoVideoFrames) as exc:
                 # A read timeout (stalled source) surfaces here as an FFmpeg exit error.
                 reason = f"{spec.display}: {scrub(str(exc), spec.secrets)}"
                 log.warning("stream read failed: %s", reason, extra=self.extra)
@@ -195,12 +199,24 @@ class FrameSource:
         mono0 = time.monotonic()
         t0: float | None = None
         prev_t: float | None = None
-        for packet in container.demux(stream):
+        frame_timeout_s = self.reconnect.frame_timeout_s
+        last_frame_mono = mono0
+        # Every stream is demuxed, not only the video: PyAV's demux(stream) reads past other
+        # streams' packets inside one call, so a source that sends only those (or garbage the
+        # demuxer turns into them) would never hand control back: no stop, no watchdog.
+        for packet in container.demux():
             if self.stop.is_set():
                 return
+            if time.monotonic() - last_frame_mono > frame_timeout_s:
+                raise NoVideoFrames(
+                    f"{spec.display}: no decodable video frame for {frame_timeout_s:g} s"
+                )
+            if packet.stream.index != stream.index:
+                continue
             if skip:
                 ctx.skip_frame = "DEFAULT" if frame_needed(packet, self.sampler, 1.0 / rate) else "NONREF"
             for frame in packet.decode():
+                last_frame_mono = time.monotonic()
                 self.counters.decoded += 1
                 if frame.time is not None:
                     t = float(frame.time)
@@ -232,6 +248,8 @@ class FrameSource:
                     session=session,
                     monotonic=time.monotonic(),
                 )
+                # The consumer may have held us (blocking replay, pacing): that is not the source's time.
+                last_frame_mono = time.monotonic()
 
 
 def frame_needed(packet: av.Packet, sampler: FrameSampler, frame_s: float) -> bool:

@@ -16,12 +16,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pipelines.config import FileSource, MpegTsSource, RtspSource
 from pipelines.testing.media import FFMPEG, MpegTsTcpServer, RtspServer, free_port
+from tests.helpers import scaled
 from tests.pipelines.test_streams_e2e import LIN, OPERATOR, _events, _matched, _settings, _wait_for
 
 pytestmark = pytest.mark.slow
@@ -66,10 +68,11 @@ def test_rtsp_server_stalls_then_resumes(fault_env: dict[str, Any], clip: Path) 
     assert LIN in {_matched(e) for e in _events(home, p.name)}
 
 
-class GarbageServer:
-    """127.0.0.1 TCP server sending random bytes to every client until stopped."""
+class BytesServer:
+    """127.0.0.1 TCP server sending every client ``chunk()`` after ``chunk()`` until stopped."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, chunk: Callable[[], bytes]) -> None:
+        self.chunk = chunk
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
@@ -93,7 +96,7 @@ class GarbageServer:
         with conn:
             while not self.stop_event.is_set():
                 try:
-                    conn.sendall(secrets.token_bytes(4096))
+                    conn.sendall(self.chunk())
                 except OSError:
                     return
                 time.sleep(0.005)
@@ -102,6 +105,11 @@ class GarbageServer:
         self.stop_event.set()
         self.thread.join(5)
         self.sock.close()
+
+
+def GarbageServer(port: int) -> BytesServer:  # noqa: N802 - reads as the class it was
+    """Random bytes, 4 KiB at a time."""
+    return BytesServer(port, lambda: secrets.token_bytes(4096))
 
 
 def test_garbage_bytes_source_then_a_real_stream(fault_env: dict[str, Any], clip: Path) -> None:
@@ -115,7 +123,7 @@ def test_garbage_bytes_source_then_a_real_stream(fault_env: dict[str, Any], clip
     manager.start(p.name, OPERATOR)
     real = None
     try:
-        _wait_for(lambda: garbage.clients >= 2, 60, "the processor to retry the garbage source")
+        _wait_for(lambda: garbage.clients >= 2, scaled(60), "the processor to retry the garbage source")
         d = manager.describe(p.name)
         assert d["Status"] in ("STARTING", "RECONNECTING", "RUNNING"), d["Status"]
         assert "crashed" not in d["StatusMessage"]
@@ -135,6 +143,70 @@ def test_garbage_bytes_source_then_a_real_stream(fault_env: dict[str, Any], clip
     seq = _history(status)
     assert "FAILED" not in seq, seq
     assert status["Status"] == "STOPPED"
+
+
+def _video_that_never_decodes(clip: Path, out: Path) -> bytes:
+    """An MPEG-TS whose PMT declares H.264 video and MP2 audio but which carries only the audio.
+
+    Made here with ffmpeg: the clip's video plus a tone, then every TS packet of the video PID
+    (ffmpeg's first elementary stream, 0x100) removed. Demuxers open it; no video frame ever
+    decodes from it, while bytes keep arriving: what garbage a demuxer half-understands, or a
+    camera that lost its video encoder, looks like.
+    """
+    ts = out / "av.ts"
+    subprocess.run(
+        [
+            FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-i", str(clip),
+            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000", "-t", "4",
+            "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "mp2",
+            "-f", "mpegts", str(ts),
+        ],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    data = ts.read_bytes()
+    packets = [data[i : i + 188] for i in range(0, len(data) - 187, 188)]
+    kept = [p for p in packets if ((p[1] & 0x1F) << 8 | p[2]) != 0x100]
+    assert 0 < len(kept) < len(packets)
+    return b"".join(kept)
+
+
+def test_source_whose_video_never_decodes_is_retried(
+    fault_env: dict[str, Any], clip: Path, tmp_path: Path
+) -> None:
+    """Bytes flow without pause but no video frame comes out of them: the processor must not sit
+    on the connection forever (PyAV's demux of the video stream alone never returns while only
+    audio arrives, so neither the stall timeout nor stop would be seen). It reconnects after
+    ``frame_timeout_s``, says why, and stops promptly when asked."""
+    home, manager = fault_env["home"], fault_env["manager"]
+    payload = _video_that_never_decodes(clip, tmp_path)
+    chunks = [payload[i : i + 188 * 20] for i in range(0, len(payload), 188 * 20)]
+    position = iter(range(10**9))
+
+    def next_chunk() -> bytes:
+        return chunks[next(position) % len(chunks)]
+
+    port = free_port()
+    server = BytesServer(port, next_chunk)
+    p = _settings("audio-only-ts", MpegTsSource(url=f"tcp://127.0.0.1:{port}"), home)
+    p = p.model_copy(update={"reconnect": p.reconnect.model_copy(update={"frame_timeout_s": 3.0})})
+    manager.create(p, OPERATOR, replace=True)
+    manager.start(p.name, OPERATOR)
+    try:
+        _wait_for(lambda: server.clients >= 3, scaled(90), "the processor to retry the frameless source")
+        d = manager.describe(p.name)
+        assert d["Status"] in ("STARTING", "RECONNECTING"), d
+        assert d["Counters"]["decoded"] == 0, d["Counters"]
+        messages = " ".join(h["Message"] for h in d["History"]) + d["StatusMessage"]
+        assert "no decodable video frame" in messages, d["History"]
+    finally:
+        t_stop = time.monotonic()
+        status = manager.stop(p.name, OPERATOR)
+        stop_s = time.monotonic() - t_stop
+        server.close()
+    assert status["Status"] == "STOPPED", status
+    assert "FAILED" not in _history(status)
+    assert stop_s < scaled(30), f"stop took {stop_s:.1f}s"
 
 
 def _encode_part(src: Path, out: Path, start: float, length: float, size: str, ts_offset: float) -> None:
