@@ -208,9 +208,7 @@ class FrameSource:
             if self.stop.is_set():
                 return
             if time.monotonic() - last_frame_mono > frame_timeout_s:
-                raise NoVideoFrames(
-                    f"{spec.display}: no decodable video frame for {frame_timeout_s:g} s"
-                )
+                raise NoVideoFrames(f"{spec.display}: no decodable video frame for {frame_timeout_s:g} s")
             if packet.stream.index != stream.index:
                 continue
             if skip:

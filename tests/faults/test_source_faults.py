@@ -15,8 +15,8 @@ import socket
 import subprocess
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,7 +107,7 @@ class BytesServer:
         self.sock.close()
 
 
-def GarbageServer(port: int) -> BytesServer:  # noqa: N802 - reads as the class it was
+def garbage_server(port: int) -> BytesServer:
     """Random bytes, 4 KiB at a time."""
     return BytesServer(port, lambda: secrets.token_bytes(4096))
 
@@ -117,7 +117,7 @@ def test_garbage_bytes_source_then_a_real_stream(fault_env: dict[str, Any], clip
     answers status and stop; when real MPEG-TS arrives on the same port it finds Lin-Manuel."""
     home, manager = fault_env["home"], fault_env["manager"]
     port = free_port()
-    garbage = GarbageServer(port)
+    garbage = garbage_server(port)
     p = _settings("garbage-ts", MpegTsSource(url=f"tcp://127.0.0.1:{port}"), home)
     manager.create(p, OPERATOR, replace=True)
     manager.start(p.name, OPERATOR)
