@@ -189,12 +189,52 @@ class ReconnectConfig(_Model):
 
 
 class TrackerConfig(_Model):
+    """How faces of consecutive analysed frames become tracks (see :mod:`pipelines.tracker`).
+
+    Identity thresholds are on the embedder's calibrated Similarity scale (0-100, the anchors
+    of :mod:`facestream.similarity`), so one setting means the same for every model. With the
+    defaults: ``same_person_similarity`` 80 is the equal-error point on the shared pairs
+    (cosine 0.92 for dlib-resnet, 0.45 for facenet-vggface2); ``different_person_similarity``
+    50 is cosine 0.88 for dlib-resnet, 0.25 for facenet-vggface2.
+    """
+
     iou_min: float = Field(0.25, ge=0.0, le=1.0, description="box overlap that links a face to a track")
-    cosine_link_min: float = Field(
-        0.55, ge=-1.0, le=1.0, description="embedding cosine that links a face to a track without overlap"
+    same_person_similarity: float = Field(
+        80.0,
+        ge=0.0,
+        le=100.0,
+        description="Similarity (calibrated, 0-100) that links a face to a track without box overlap, "
+        "and that a track's newest faces must keep with the face it was searched with",
     )
-    cosine_veto: float = Field(
-        0.3, ge=-1.0, le=1.0, description="below this cosine an overlapping face starts a new track"
+    different_person_similarity: float = Field(
+        50.0,
+        ge=0.0,
+        le=100.0,
+        description="below this Similarity an overlapping face is someone else: it starts a new track",
+    )
+    overlap_max_missed_frames: int = Field(
+        1,
+        ge=0,
+        le=100,
+        description="overlap alone links only to tracks seen in the last 1 + this many analysed frames; "
+        "after a longer absence a face needs same_person_similarity (the spot may hold someone new)",
+    )
+    max_speed_face_widths_per_s: float = Field(
+        8.0,
+        gt=0.0,
+        le=1000.0,
+        description="fastest plausible movement of a face between its predicted and seen position, in "
+        "face widths per second of stream time; farther faces start a new track",
+    )
+    motion_slack_face_widths: float = Field(
+        1.0, ge=0.0, le=100.0, description="displacement allowed at any elapsed time (detector jitter)"
+    )
+    drift_frames: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="consecutive faces of a track failing the same-person test against its searched face "
+        "that split them off as a new track (searched on its own)",
     )
     max_gap_s: float = Field(1.5, gt=0.0, le=60.0, description="a track unseen this long (stream time) ends")
     min_face_px: int = Field(28, ge=8, le=1024, description="smaller faces are tracked but never searched")

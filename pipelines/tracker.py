@@ -1,17 +1,33 @@
 """Per-stream face tracking: one track per person, searched per track, not per frame.
 
-Faces of consecutive analysed frames are linked to tracks by box overlap and embedding
-similarity. A track is searched in the store on its first usable face, and again only when
-a clearly better face of it arrives (``research_quality_gain``). Each identity the searches
-return accumulates similarities over the track; a match is reported once its mean reaches
-the threshold, and updated (same event, new revision) when later searches change it.
+Faces of consecutive analysed frames are linked to tracks in the embedder's calibrated terms
+(the Similarity scale of :mod:`facestream.similarity`, so one setting means the same for
+every model; see :class:`pipelines.config.TrackerConfig`):
 
-Nothing here outlives a track: when a track ends its embeddings are gone. Faces that match
-nobody are never written anywhere (watchlist-only).
+- **identity**: a face links to a track without box overlap only at same-person Similarity
+  (the equal-error point, 80); an overlapping face is vetoed when it is clearly someone else
+  (below 50), and overlap counts only for a track seen in the last frame or two, because a
+  spot left empty for a moment may hold someone new;
+- **motion**: the face must lie within reach of the track's predicted position in the
+  elapsed stream time (box width as the scale); farther faces start a new track;
+- **no drift**: each face must still pass the same-person test against the face the track
+  was searched with. A face that fails is held, not added; ``drift_frames`` such faces in a
+  row are split off as a new track, which is searched on its own. A track reported as X
+  never takes in someone else's face, and its evidence comes only from its own faces.
+
+A track is searched in the store on its first usable face, and again only when a clearly
+better face of it arrives (``research_quality_gain``). Each identity the searches return
+accumulates similarities over the track; a match is reported once its mean reaches the
+threshold, and updated (same event, new revision) when later searches change it.
+
+Nothing here outlives a track: when a track ends its embeddings are gone (the bounded
+:attr:`FaceTracker.assignments` log keeps track ids and boxes only). Faces that match nobody
+are never written anywhere (watchlist-only).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import secrets
 from dataclasses import dataclass, field
@@ -20,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from facestream.rekognition import face_detail
+from facestream.similarity import cosine_to_similarity
 from facestream.types import FaceBatch, SearchHit
 from pipelines.config import TrackerConfig
 
@@ -63,6 +80,27 @@ class Track:
     best_detail: dict[str, Any] = field(default_factory=dict)
     best_frame: FrameInfo | None = None
     identities: dict[str, IdentityEvidence] = field(default_factory=dict)
+    #: the face the track was last searched with (its identity reference), None before a search
+    reference: np.ndarray | None = None
+    #: box centre velocity, px per second of stream time
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))
+    #: index of the analysed frame the track was last seen in (see FaceTracker.frames_seen)
+    last_frame_no: int = 0
+    #: faces linked to the track that failed the same-person test, held (newest last)
+    pending: list[_Held] = field(default_factory=list)
+
+
+@dataclass
+class _Held:
+    """A face held back from its track: it may be someone else (see drift_frames)."""
+
+    box: np.ndarray
+    embedding: np.ndarray
+    info: FrameInfo
+    frame_no: int
+    quality: float
+    detail: dict[str, Any]
+    log_slot: list[Any]  # the [track_id, box] entry of FaceTracker.assignments, relabelled on a split
 
 
 @dataclass(frozen=True)
@@ -101,6 +139,19 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6), np.float32)
 
 
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    """(n,4) x1y1x2y2 -> (n,2) box centres."""
+    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
+
+
+def _widths(boxes: np.ndarray) -> np.ndarray:
+    return np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
+
+
+#: analysed frames with faces kept in FaceTracker.assignments (10 minutes at 5 fps)
+_ASSIGNMENT_LOG = 3000
+
+
 def face_quality(batch: FaceBatch, i: int, min_face_px: int) -> float:
     """A 0..1 score for choosing which face of a track to search with.
 
@@ -118,14 +169,25 @@ def face_quality(batch: FaceBatch, i: int, min_face_px: int) -> float:
 
 
 class FaceTracker:
-    def __init__(self, config: TrackerConfig, threshold: float) -> None:
+    def __init__(self, config: TrackerConfig, threshold: float, model: str | None = None) -> None:
         self.config = config
         self.threshold = threshold
+        #: embedder whose calibration maps cosines to Similarity; None: each batch's own model
+        self.model = model
         self.tracks: dict[str, Track] = {}
         # Track ids unique across restarts of the processor: a random run prefix.
         self._run = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self.tracks_started = 0
+        #: tracks split off another one whose faces stopped looking like its searched face
+        self.drift_splits = 0
+        #: analysed frames seen (with or without faces)
+        self.frames_seen = 0
+        #: per analysed frame: (offset_s, [[track_id, [x1, y1, x2, y2]], ...]), bounded;
+        #: ids and boxes only, for tracking metrics and diagnosis
+        self.assignments: collections.deque[tuple[float, list[list[Any]]]] = collections.deque(
+            maxlen=_ASSIGNMENT_LOG
+        )
         #: tracks that ended without a match at or above the threshold (see :meth:`drain_unmatched`)
         self._unmatched: list[Track] = []
         self.collect_unmatched = False
@@ -160,59 +222,150 @@ class FaceTracker:
         out, self._unmatched = self._unmatched, []
         return out
 
+    def similarity(self, model: str, cosine: np.ndarray | float) -> np.ndarray:
+        """Cosine -> calibrated Similarity (0-100) of ``self.model`` (else ``model``)."""
+        return cosine_to_similarity(self.model or model, cosine)
+
+    def _links(
+        self, info: FrameInfo, boxes: np.ndarray, embeddings: np.ndarray, model: str
+    ) -> dict[int, Track]:
+        """Which detection continues which open track (identity, overlap, motion; greedy, best first)."""
+        cfg = self.config
+        tracks = list(self.tracks.values())
+        if not tracks:
+            return {}
+        det_boxes = boxes
+        t_boxes = np.stack([t.box for t in tracks])
+        iou = iou_matrix(t_boxes, det_boxes)
+        sim = self.similarity(model, np.stack([t.embedding for t in tracks]) @ embeddings.T)
+        dt = np.array([max(0.0, info.offset_s - t.last.offset_s) for t in tracks], np.float32)
+        predicted = _centres(t_boxes) + np.stack([t.velocity for t in tracks]) * dt[:, None]
+        dist = np.linalg.norm(predicted[:, None, :] - _centres(det_boxes)[None, :, :], axis=2)
+        scale = np.maximum(_widths(t_boxes)[:, None], _widths(det_boxes)[None, :])
+        reach = scale * (cfg.motion_slack_face_widths + cfg.max_speed_face_widths_per_s * dt[:, None])
+        recent = np.array(
+            [self.frames_seen - t.last_frame_no <= 1 + cfg.overlap_max_missed_frames for t in tracks]
+        )
+        overlap = recent[:, None] & (iou >= cfg.iou_min) & (sim >= cfg.different_person_similarity)
+        link = (dist <= reach) & (overlap | (sim >= cfg.same_person_similarity))
+        score = np.where(link, iou + sim / 100.0, -np.inf)
+        assigned: dict[int, Track] = {}
+        # Greedy on the best remaining pair: few faces per frame, exactness not needed.
+        while np.isfinite(score).any():
+            ti, di = np.unravel_index(int(np.argmax(score)), score.shape)
+            assigned[int(di)] = tracks[int(ti)]
+            score[ti, :] = -np.inf
+            score[:, di] = -np.inf
+        return assigned
+
+    def _new_track(self, box: np.ndarray, emb: np.ndarray, info: FrameInfo) -> Track:
+        track = Track(
+            track_id=f"{self._run}-{next(self._ids)}",
+            box=box,
+            embedding=emb.copy(),
+            first=info,
+            last=info,
+            last_frame_no=self.frames_seen,
+        )
+        self.tracks[track.track_id] = track
+        self.tracks_started += 1
+        return track
+
+    def _extend(self, track: Track, box: np.ndarray, emb: np.ndarray, info: FrameInfo) -> None:
+        dt = info.offset_s - track.last.offset_s
+        if dt > 0:
+            v = (_centres(box[None, :])[0] - _centres(track.box[None, :])[0]) / dt
+            track.velocity = (v if track.frames == 1 else 0.5 * track.velocity + 0.5 * v).astype(np.float32)
+        track.box = box
+        mixed = 0.7 * track.embedding + 0.3 * emb
+        track.embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-6)
+        track.last = info
+        track.last_frame_no = self.frames_seen
+        track.frames += 1
+
+    def _consider_search(
+        self, track: Track, emb: np.ndarray, q: float, detail: dict[str, Any], info: FrameInfo
+    ) -> SearchRequest | None:
+        cfg = self.config
+        if q > track.best_quality:
+            track.best_quality = q
+            track.best_detail = detail
+            track.best_frame = info
+        if q <= 0.0 or track.searches >= cfg.max_searches_per_track:
+            return None
+        if track.searches == 0 or q >= track.searched_quality * cfg.research_quality_gain:
+            track.searched_quality = q
+            track.searches += 1
+            track.reference = emb.copy()
+            return SearchRequest(track.track_id, emb.copy())
+        return None
+
+    def _split(self, track: Track) -> SearchRequest | None:
+        """The held faces of ``track`` become a new track of their own (searched on its best face)."""
+        held, track.pending = track.pending, []
+        first = held[0]
+        new = self._new_track(first.box, first.embedding, first.info)
+        new.last_frame_no = first.frame_no
+        first.log_slot[0] = new.track_id
+        for h in held[1:]:
+            self._extend(new, h.box, h.embedding, h.info)
+            new.last_frame_no = h.frame_no
+            h.log_slot[0] = new.track_id
+        self.drift_splits += 1
+        best = max(held, key=lambda h: h.quality)
+        request = None
+        for h in held:
+            if h is best:
+                request = self._consider_search(new, h.embedding, h.quality, h.detail, h.info)
+            elif h.quality > new.best_quality:
+                new.best_quality, new.best_detail, new.best_frame = h.quality, h.detail, h.info
+        return request
+
     def observe(self, info: FrameInfo, batch: FaceBatch) -> list[SearchRequest]:
         """Link the faces of one analysed frame to tracks; return the searches to make."""
         self._expire(info)
+        self.frames_seen += 1
+        logged: list[list[Any]] = []
+        self.assignments.append((info.offset_s, logged))
         if len(batch) == 0:
             return []
         if batch.embeddings is None:
             raise ValueError("FaceTracker.observe needs embeddings (use analyze, not detect)")
         cfg = self.config
-        tracks = list(self.tracks.values())
+        model = self.model or batch.model
+        if model is None:
+            raise ValueError("FaceTracker.observe needs the embedder's name (FaceBatch.model or model=)")
         det_boxes = batch.boxes.astype(np.float32)
-        assigned: dict[int, Track] = {}
-        if tracks:
-            iou = iou_matrix(np.stack([t.box for t in tracks]), det_boxes)
-            cos = np.stack([t.embedding for t in tracks]) @ batch.embeddings.T
-            link = ((iou >= cfg.iou_min) & (cos >= cfg.cosine_veto)) | (cos >= cfg.cosine_link_min)
-            score = np.where(link, iou + cos, -np.inf)
-            # Greedy on the best remaining pair: few faces per frame, exactness not needed.
-            while np.isfinite(score).any():
-                ti, di = np.unravel_index(int(np.argmax(score)), score.shape)
-                assigned[int(di)] = tracks[int(ti)]
-                score[ti, :] = -np.inf
-                score[:, di] = -np.inf
+        assigned = self._links(info, det_boxes, batch.embeddings, model)
         requests: list[SearchRequest] = []
         for i in range(len(batch)):
             emb = batch.embeddings[i]
-            track = assigned.get(i)
-            if track is None:
-                track = Track(
-                    track_id=f"{self._run}-{next(self._ids)}",
-                    box=det_boxes[i],
-                    embedding=emb.copy(),
-                    first=info,
-                    last=info,
-                )
-                self.tracks[track.track_id] = track
-                self.tracks_started += 1
-            else:
-                track.box = det_boxes[i]
-                mixed = 0.7 * track.embedding + 0.3 * emb
-                track.embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-6)
-                track.last = info
-                track.frames += 1
+            box = det_boxes[i]
+            slot: list[Any] = ["", [round(float(v), 1) for v in box]]
+            logged.append(slot)
             q = face_quality(batch, i, cfg.min_face_px)
-            if q > track.best_quality:
-                track.best_quality = q
-                track.best_detail = face_detail(batch, i)
-                track.best_frame = info
-            if q <= 0.0 or track.searches >= cfg.max_searches_per_track:
-                continue
-            if track.searches == 0 or q >= track.searched_quality * cfg.research_quality_gain:
-                track.searched_quality = q
-                track.searches += 1
-                requests.append(SearchRequest(track.track_id, emb.copy()))
+            track = assigned.get(i)
+            if track is not None:
+                ref = track.reference if track.reference is not None else track.embedding
+                if float(self.similarity(model, float(ref @ emb))) < cfg.same_person_similarity:
+                    # Someone else, or a bad view: held back until it is clear which.
+                    track.pending.append(
+                        _Held(box, emb.copy(), info, self.frames_seen, q, face_detail(batch, i), slot)
+                    )
+                    slot[0] = track.track_id
+                    if len(track.pending) >= cfg.drift_frames:
+                        req = self._split(track)
+                        if req is not None:
+                            requests.append(req)
+                    continue
+                track.pending.clear()
+                self._extend(track, box, emb, info)
+            else:
+                track = self._new_track(box, emb, info)
+            slot[0] = track.track_id
+            req = self._consider_search(track, emb, q, face_detail(batch, i), info)
+            if req is not None:
+                requests.append(req)
         return requests
 
     def search_failed(self, track_ids: list[str]) -> None:

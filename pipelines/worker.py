@@ -178,6 +178,10 @@ class StreamWorker:
             "SinkErrors": dict(d.last_error) if d else {},
         }
 
+    def track_log(self) -> list[tuple[float, list[list[Any]]]]:
+        """Recent analysed frames: (offset_s, [[track_id, [x1, y1, x2, y2]], ...]); ids and boxes only."""
+        return list(self.tracker.assignments)
+
     def latencies(self) -> dict[str, list[float]]:
         return {"frame": list(self.stats_.frame_latency_s), "event": list(self.stats_.event_latency_s)}
 
