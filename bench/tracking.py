@@ -119,6 +119,8 @@ def main() -> None:
                         purpose="bench: tracking scenes",
                         analysis_fps=FPS,
                         tracking=cfg,
+                        # five scenes at once on a 2-CPU local Ray beside the deployment
+                        actor_num_cpus=0.1,
                         sinks=(JsonlSinkConfig(path=tmp / f"{name}.jsonl"),),
                     )
 
