@@ -83,14 +83,53 @@ class DetectorConfig(_Model):
     )
     pyramid_factor: float = Field(0.709, gt=0.3, lt=0.95, description="image pyramid scale step")
     max_side_px: int | None = Field(
-        1280,
+        None,
         ge=64,
         le=16384,
-        description="frames whose longer side exceeds this are detected on a downscaled copy "
-        "(boxes mapped back); faces smaller than min_face_px in the copy are missed. None: never",
+        description="if set, frames whose longer side exceeds this are detected on a downscaled "
+        "copy only (faces smaller than min_face_px in the copy are missed). None (default): still "
+        "images are detected at native resolution in tiles (tile_px)",
+    )
+    tile_px: int = Field(
+        1280,
+        ge=256,
+        le=8192,
+        description="still images longer than this are detected in overlapping tiles of this side "
+        "at native resolution (faces of any size down to min_face_px), plus one pass on a copy "
+        "this long for faces larger than the overlap; memory is bounded by the tile, not the image",
+    )
+    tile_batch: int = Field(4, ge=1, le=64, description="tiles per MTCNN forward pass (bounds memory)")
+    retry_pad_fraction: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="when a still has no face, or its best face touches the border (a tight "
+        "crop), detect again on a copy with a border of this share of the longer side; 0: never",
     )
     min_confidence: float = Field(
         0.90, ge=0.0, le=1.0, description="final face probability below which a face is dropped"
+    )
+    sure_confidence: float = Field(
+        0.99,
+        ge=0.0,
+        le=1.0,
+        description="faces scoring below this must also score grey_min_confidence on a greyscale "
+        "copy of their crop (cuts false faces on coloured or dark background patches)",
+    )
+    grey_min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="O-Net probability on the greyscale crop an unsure face needs"
+    )
+    check_landmarks: bool = Field(
+        True,
+        description="drop faces whose five points are implausible (outside the box, eye distance "
+        "vs box width, mouth above the eyes, pose beyond what a head can show)",
+    )
+    redact_min_face_px: int = Field(
+        12,
+        ge=8,
+        le=1024,
+        description="smallest face side found for redaction (previews, evidence frames, clips): "
+        "separate from the searchable minimum, so small bystander faces are blurred too",
     )
     stream: StreamDetectConfig = Field(
         default_factory=StreamDetectConfig, description="video-stream fast path (frames with a stream key)"

@@ -71,7 +71,7 @@ class FaceAnalyzer:
         self, images: list[np.ndarray], stream_keys: Sequence[str | None] | None = None
     ) -> list[Detections]:
         """The detector's output for each image (see :meth:`detect`)."""
-        if stream_keys is None or self.config.detector.stream.mode == "mtcnn":
+        if stream_keys is None:
             return self.detector.detect(images)
         if len(stream_keys) != len(images):
             raise ValueError(f"{len(images)} images but {len(stream_keys)} stream keys")
@@ -81,7 +81,13 @@ class FaceAnalyzer:
         if still:
             for i, d in zip(still, self.detector.detect([images[i] for i in still]), strict=True):
                 out[i] = d
-        if video:
+        if video and self.config.detector.stream.mode == "mtcnn":
+            # per-frame MTCNN, single pass (no still-image tiles or retries: a stream's cost)
+            for i, d in zip(
+                video, self.detector.detect([images[i] for i in video], still=False), strict=True
+            ):
+                out[i] = d
+        elif video:
             keys = [str(stream_keys[i]) for i in video]
             for i, d in zip(
                 video, self.stream_detector.detect([images[i] for i in video], keys), strict=True
