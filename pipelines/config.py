@@ -19,6 +19,9 @@ from facestream.config import EmbeddingServiceConfig
 from facestream.profiles import ProfileName
 from facestream.settings import StatePaths
 
+#: a POSIX environment variable name
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
 #: Schemes a stream source may use, by source kind. Anything else is refused.
 ALLOWED_SCHEMES: dict[str, tuple[str, ...]] = {
     "rtsp": ("rtsp", "rtsps"),
@@ -353,6 +356,14 @@ class ProcessorSettings(_Model):
     sinks: tuple[SinkConfig, ...] = Field((), max_length=16, description="where match records go")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     actor_num_cpus: float = Field(0.25, ge=0.0, le=16.0, description="CPUs reserved by the decode actor")
+    metrics_export_grace_s: float | None = Field(
+        120.0,
+        ge=10.0,
+        le=3600.0,
+        description="the processor checks that its metrics reach the node's Prometheus endpoint; "
+        "not seen this long after start, it restarts once in a new process (Ray's exporter gives "
+        "up for good on an agent that did not answer in a process's first 30 s); None: no check",
+    )
     unknown_faces: UnknownFacesConfig = Field(default_factory=UnknownFacesConfig)
     evidence_frames: bool = Field(
         False,
@@ -411,6 +422,20 @@ class RuntimeConfig(StatePaths, _Model):
         description="deployment profile (general: default threshold 80; public-safety: default and "
         "floor 99); FACESTREAM_PROFILE and --profile win over it; None: general",
     )
+    actor_env_vars: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="extra environment variables of each stream processor's actor process (e.g. "
+        "RAY_* or OMP_* tuning); FACESTREAM_PROCESSOR is set by facestream",
+    )
+
+    @field_validator("actor_env_vars")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in v if not _ENV_NAME.fullmatch(k) or k == "FACESTREAM_PROCESSOR")
+        if bad:
+            raise ValueError(f"actor_env_vars: invalid or reserved variable names {bad}")
+        return v
 
 
 class FleetConfig(_Model):

@@ -33,6 +33,8 @@ from pipelines.worker import WorkerContext, preview_path, spawn
 log = logging.getLogger(__name__)
 
 RUNNING, STOPPED = "RUNNING", "STOPPED"
+#: how long a processor's actor may not answer (restarting) before wait() counts it as ended
+_ACTOR_LOST_S = 60.0
 
 
 def _reveal(obj: Any) -> Any:
@@ -182,6 +184,7 @@ class StreamProcessorManager:
             media_dirs=tuple(d.resolve() for d in self.media_dirs),
             actor_key_id=str(creator["key_id"]),
             actor_role=str(creator["role"]),
+            actor_env=tuple(sorted(self.runtime.actor_env_vars.items())),
         )
         # Audited before the first frame is read: a stream is an ongoing identification.
         self.audit.append(
@@ -338,11 +341,24 @@ class StreamProcessorManager:
             if h is None:
                 finished.append(n)
                 continue
+            lost_since: float | None = None
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if ray.get(h.wait.remote(min(left, 5.0)), timeout=min(left, 5.0) + 30):
+                try:
+                    ended = ray.get(h.wait.remote(min(left, 5.0)), timeout=min(left, 5.0) + 30)
+                except ray.exceptions.RayActorError:
+                    # Restarting in a new process (max_restarts) answers again soon; gone for
+                    # good after _ACTOR_LOST_S is as finished as it will ever be.
+                    lost_since = lost_since or time.monotonic()
+                    if time.monotonic() - lost_since > _ACTOR_LOST_S:
+                        finished.append(n)
+                        break
+                    time.sleep(1.0)
+                    continue
+                lost_since = None
+                if ended:
                     finished.append(n)
                     # It ended by itself (file over, or failed): a resumed job must not rerun it.
                     status = ray.get(h.status.remote(), timeout=30)

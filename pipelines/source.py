@@ -214,6 +214,8 @@ class FrameSource:
             if skip:
                 ctx.skip_frame = "DEFAULT" if frame_needed(packet, self.sampler, 1.0 / rate) else "NONREF"
             for frame in packet.decode():
+                if not isinstance(frame, av.VideoFrame):
+                    continue
                 last_frame_mono = time.monotonic()
                 self.counters.decoded += 1
                 if frame.time is not None:

@@ -38,6 +38,7 @@ from facestream.types import FaceBatch
 from pipelines.config import ProcessorSettings
 from pipelines.events import match_record
 from pipelines.evidence import EvidenceStore, encode_jpeg, evidence_root, redact
+from pipelines.metrics_export import ExportCheck, ExportState, node_metrics_url
 from pipelines.review import Filing, ReviewStore, effective_required, review_path
 from pipelines.sampling import Counters
 from pipelines.sinks import Deliverer, Spool, make_sink
@@ -53,6 +54,8 @@ _HISTORY = 200
 _LATENCIES = 20_000
 _POLICY_REFRESH_S = 5.0
 _CROP_SIDE_PX = 160
+_EXPORT_POLL_S = 5.0
+_EXIT_RESTART = 75  # EX_TEMPFAIL: "try again", for Ray's actor restart
 _PREVIEW_SIDE_PX = 320
 
 
@@ -65,6 +68,8 @@ class WorkerContext:
     media_dirs: tuple[Path, ...]
     actor_key_id: str = "local:operator"
     actor_role: str = "admin"
+    #: extra environment of the actor's process (RuntimeConfig.actor_env_vars)
+    actor_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -136,6 +141,13 @@ class StreamWorker:
             maxlen=_UNKNOWN_BACKLOG
         )
         self.tracker = FaceTracker(settings.tracking, settings.threshold)
+        self._export: ExportCheck | None = None
+        self._restarted = _reconstructed()
+        if self._restarted:
+            # Ray brought the actor back in a new process (its metrics did not reach Prometheus,
+            # or the process died): the processor was running, so it runs again.
+            self._history.append((time.time(), "STARTING", "restarted by Ray in a new process"))
+            self.start()
 
     # --- status -----------------------------------------------------------------------------
 
@@ -171,6 +183,8 @@ class StreamWorker:
             "Suppressed": self.stats_.suppressed,
             "UnknownFacesKept": self.stats_.unknown_kept,
             "RequiredConfirmations": self._required,
+            "MetricsExport": self._export.state.value if self._export else ExportState.PENDING.value,
+            "ProcessRestarts": int(self._restarted),
             "TracksStarted": self.tracker.tracks_started,
             "InFlight": len(self._pending),
             "Spooled": self._spool.count() if self._spool is not None else 0,
@@ -199,6 +213,10 @@ class StreamWorker:
         main = threading.Thread(target=self._main, name=f"stream-{self.settings.name}", daemon=True)
         self._threads = [main]
         main.start()
+        if self.settings.metrics_export_grace_s is not None and self._export is None:
+            threading.Thread(
+                target=self._watch_metrics_export, name=f"metrics-check-{self.settings.name}", daemon=True
+            ).start()
         return self.status()
 
     def stop(self, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -211,6 +229,43 @@ class StreamWorker:
     def wait(self, timeout_s: float) -> bool:
         """True once the processor has finished (stopped, source ended, or failed)."""
         return self._done.wait(timeout_s)
+
+    def _watch_metrics_export(self) -> None:
+        """Check that this process's metrics reach the node's Prometheus endpoint (see
+        :mod:`pipelines.metrics_export`); if they do not, restart once in a fresh process."""
+        grace_s = self.settings.metrics_export_grace_s
+        if grace_s is None:
+            return
+        check = ExportCheck(
+            metric="facestream_stream_status",
+            labels={"stream": self.settings.name},
+            grace_s=grace_s,
+            url=node_metrics_url(),
+        )
+        self._export = check
+        while check.poll() is ExportState.PENDING:
+            if self._done.wait(_EXPORT_POLL_S):
+                return
+        if check.state is not ExportState.FAILING:
+            log.info("stream %s: metrics export %s", self.settings.name, check.state.value, extra=self.extra)
+            return
+        log.error(
+            "stream %s: its metrics do not reach Prometheus (%s) %.0f s after start; %s",
+            self.settings.name,
+            check.last_error,
+            grace_s,
+            "already restarted once: left running without metrics"
+            if self._restarted
+            else "restarting the processor in a new process",
+            extra=self.extra,
+        )
+        if self._restarted or self._done.is_set():
+            return
+        # Matches already found are safe in the durable spool, which the new process drains;
+        # frames in flight are lost, and a person on screen becomes a new track there.
+        # Ray restarts the actor (max_restarts=1 in spawn) in a new worker process, whose
+        # exporter connects afresh; __init__ sees the reconstruction and starts again.
+        os._exit(_EXIT_RESTART)
 
     def _main(self) -> None:
         try:
@@ -673,5 +728,21 @@ def spawn(settings: ProcessorSettings, face_handle: Any, store: Any, context: Wo
         num_cpus=settings.actor_num_cpus,
         max_concurrency=4,  # status/stop must be answerable while start's threads run
         name=f"facestream-stream-{settings.name}",
-        max_restarts=0,
+        # Once: a process whose metrics never reach Prometheus replaces itself (see
+        # _watch_metrics_export); a process that dies is brought back the same way.
+        max_restarts=1,
+        # An environment of its own: the actor gets a process started for it, never an idle
+        # worker pre-started (e.g. at ray.init, before the node's metrics agent was up) whose
+        # metrics exporter may have given up.
+        runtime_env={"env_vars": {"FACESTREAM_PROCESSOR": settings.name, **dict(context.actor_env)}},
     ).remote(settings, face_handle, store, context)
+
+
+def _reconstructed() -> bool:
+    """True in an actor that Ray restarted after its process ended."""
+    try:
+        import ray
+
+        return bool(ray.is_initialized() and ray.get_runtime_context().was_current_actor_reconstructed)
+    except (ImportError, RuntimeError, AttributeError):
+        return False

@@ -40,7 +40,7 @@ from pipelines.config import (
     RuntimeConfig,
     WebhookSinkConfig,
 )
-from tests.helpers import face
+from tests.helpers import face, scaled
 from tests.ray_fixtures import free_port
 
 pytestmark = pytest.mark.slow
@@ -306,7 +306,7 @@ def test_every_dashboard_query_returns_data(prometheus: Prometheus, tmp_path: Pa
 
         queries = dashboard_queries()
         missing = queries
-        deadline = time.monotonic() + DATA_TIMEOUT_S
+        deadline = time.monotonic() + scaled(DATA_TIMEOUT_S)
         while True:
             missing = [(d, p, e) for d, p, e in missing if not has_data(prometheus.query(e))]
             if not missing or time.monotonic() > deadline:
@@ -322,6 +322,18 @@ def test_every_dashboard_query_returns_data(prometheus: Prometheus, tmp_path: Pa
         # The run really did what the panels show.
         assert status["obs-live"]["Events"] > 0
         assert status["obs-dead"]["Counters"]["reconnects"] > 0
+        # Each processor checked for itself that its series reached the node's endpoint (what
+        # this Prometheus scrapes): the check that turns a silent loss into FAILING (see
+        # tests/faults/test_metrics_export_fault.py) reads OK here, without a restart.
+        deadline = time.monotonic() + scaled(60)
+        while time.monotonic() < deadline and any(
+            manager.describe(n)["MetricsExport"] != "OK" for n in status
+        ):
+            time.sleep(1.0)
+        final = {n: manager.describe(n) for n in status}
+        assert all(d["MetricsExport"] == "OK" and d["ProcessRestarts"] == 0 for d in final.values()), {
+            n: (d["MetricsExport"], d["ProcessRestarts"]) for n, d in final.items()
+        }
     finally:
         if manager is not None:
             manager.shutdown(OPERATOR)
