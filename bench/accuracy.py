@@ -15,18 +15,25 @@ import time
 
 import numpy as np
 
-from bench.common import faces_dir, parser, print_ratios, print_table, setup_logging, write_result
+from bench.common import (
+    distance_scores,
+    faces_dir,
+    parser,
+    peer_largest_face,
+    print_ratios,
+    print_table,
+    setup_logging,
+    verification_metrics,
+    write_result,
+)
 from facestream.config import AnalyzerConfig, DeviceConfig, EmbedConfig
 from facestream.evaluation import (
     Pair,
     eer_threshold,
     embed_pair_images,
-    kfold_accuracy,
     pair_cosines,
     rates_at,
     read_pairs,
-    roc_auc,
-    tar_at_far,
     threshold_at_fmr,
 )
 from facestream.imageio import load_image_file
@@ -51,40 +58,12 @@ def facestream_embeddings(
 
 
 def peer_embeddings(paths: list[str]) -> tuple[dict[str, np.ndarray | None], float]:
-    import face_recognition
-
     out: dict[str, np.ndarray | None] = {}
     t0 = time.perf_counter()
     for p in paths:
         img = load_image_file(faces_dir() / p).rgb  # same decoding (EXIF, modes) for both
-        locs = face_recognition.face_locations(img)
-        if not locs:
-            out[p] = None
-            continue
-        largest = max(locs, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
-        out[p] = face_recognition.face_encodings(img, [largest])[0]
+        out[p] = peer_largest_face(img)[0]
     return out, time.perf_counter() - t0
-
-
-def peer_scores(emb: dict[str, np.ndarray | None], pairs: list[Pair]) -> np.ndarray:
-    """face_recognition compares by Euclidean distance: negated, so larger = more similar."""
-    s = np.full(len(pairs), -np.inf)
-    for i, pr in enumerate(pairs):
-        a, b = emb[pr.img1], emb[pr.img2]
-        if a is not None and b is not None:
-            s[i] = -float(np.linalg.norm(a - b))
-    return s
-
-
-def metrics(scores: np.ndarray, same: np.ndarray) -> dict[str, float]:
-    acc, std = kfold_accuracy(scores, same)
-    return {
-        "accuracy_10fold": acc,
-        "accuracy_std": std,
-        "roc_auc": roc_auc(scores, same),
-        "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3),
-        "missing_pairs": int(np.sum(~np.isfinite(scores))),
-    }
 
 
 def main() -> None:
@@ -102,8 +81,8 @@ def main() -> None:
     ours, t_ours = facestream_embeddings(pairs, "fp32")
     peer, t_peer = peer_embeddings(paths)
     s_ours = pair_cosines(ours, pairs)
-    s_peer = peer_scores(peer, pairs)
-    m_ours, m_peer = metrics(s_ours, same), metrics(s_peer, same)
+    s_peer = distance_scores(peer, pairs)
+    m_ours, m_peer = verification_metrics(s_ours, same), verification_metrics(s_peer, same)
     rows = [
         ["facestream dlib-resnet fp32", *[m_ours[k] for k in m_ours], t_ours / len(paths)],
         ["face_recognition (dlib)", *[m_peer[k] for k in m_peer], t_peer / len(paths)],
@@ -120,7 +99,7 @@ def main() -> None:
     if variants:
         for label, precision, flip in variants:
             emb, t = facestream_embeddings(pairs, precision, flip)
-            m = metrics(pair_cosines(emb, pairs), same)
+            m = verification_metrics(pair_cosines(emb, pairs), same)
             rows.append([f"facestream dlib-resnet {label}", *[m[k] for k in m], t / len(paths)])
             details[f"facestream_{label.replace(' + ', '_')}"] = m
 

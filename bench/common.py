@@ -164,3 +164,51 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+# ------------------------------------------------------------------------------------------------
+# verification against the peer (face_recognition): shared by bench.accuracy and bench.robustness
+
+
+def peer_largest_face(rgb: Any) -> tuple[Any, Any]:
+    """face_recognition 1.3 (dlib HOG, upsample 1; 5-point alignment; ResNet) on an RGB uint8
+    array: (128-d encoding, box x1,y1,x2,y2 px) of its largest face, or (None, None)."""
+    import face_recognition
+    import numpy as np
+
+    locs = face_recognition.face_locations(rgb)
+    if not locs:
+        return None, None
+    top, right, bottom, left = max(locs, key=lambda b: (b[2] - b[0]) * (b[1] - b[3]))
+    enc = face_recognition.face_encodings(rgb, [(top, right, bottom, left)])[0]
+    return enc, np.array([left, top, right, bottom], np.float32)
+
+
+def distance_scores(emb: dict[str, Any], pairs: list[Any]) -> Any:
+    """(n,) negated Euclidean distance of each pair's encodings (face_recognition's comparison,
+    larger = more similar); -inf where either face is missing."""
+    import numpy as np
+
+    s = np.full(len(pairs), -np.inf)
+    for i, pr in enumerate(pairs):
+        a, b = emb.get(pr.img1), emb.get(pr.img2)
+        if a is not None and b is not None:
+            s[i] = -float(np.linalg.norm(a - b))
+    return s
+
+
+def verification_metrics(scores: Any, same: Any) -> dict[str, float]:
+    """10-fold accuracy (a pair without a face judged "different"), its std, ROC AUC,
+    TAR@FAR=1e-3 (a genuine pair without a face is rejected) and the count of such pairs."""
+    import numpy as np
+
+    from facestream.evaluation import kfold_accuracy, roc_auc, tar_at_far
+
+    acc, std = kfold_accuracy(scores, same)
+    return {
+        "accuracy_10fold": acc,
+        "accuracy_std": std,
+        "roc_auc": roc_auc(scores, same),
+        "tar_at_far_1e-3": tar_at_far(scores, same, 1e-3),
+        "missing_pairs": int(np.sum(~np.isfinite(scores))),
+    }

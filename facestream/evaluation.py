@@ -36,9 +36,19 @@ def read_pairs(path: Path, *, include_flagged: bool = False) -> list[Pair]:
 
 
 def kfold_accuracy(
-    scores: np.ndarray, same: np.ndarray, folds: int = 10, seed: int = 0
+    scores: np.ndarray,
+    same: np.ndarray,
+    folds: int = 10,
+    seed: int = 0,
+    *,
+    missing_wrong: bool = False,
 ) -> tuple[float, float]:
-    """LFW protocol: the threshold is chosen on 9 folds and applied to the 10th; mean and std."""
+    """LFW protocol: the threshold is chosen on 9 folds and applied to the 10th; mean and std.
+
+    A pair without a face scores ``-inf``: by default it is judged "different" (right for an
+    impostor pair); with ``missing_wrong`` it counts as wrong whatever its label (the threshold
+    is then chosen on the pairs with both faces, the only ones it can decide).
+    """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(scores))
     parts = np.array_split(order, folds)
@@ -46,8 +56,13 @@ def kfold_accuracy(
     for k in range(folds):
         test = parts[k]
         train = np.concatenate([parts[j] for j in range(folds) if j != k])
+        if missing_wrong:
+            train = train[np.isfinite(scores[train])]
         thr = best_threshold(scores[train], same[train])
-        accs.append(float(np.mean((scores[test] >= thr) == same[test])))
+        right = (scores[test] >= thr) == same[test]
+        if missing_wrong:
+            right &= np.isfinite(scores[test])
+        accs.append(float(np.mean(right)))
     return float(np.mean(accs)), float(np.std(accs))
 
 
@@ -86,8 +101,11 @@ def threshold_at_fmr(scores: np.ndarray, same: np.ndarray, fmr: float) -> float:
 
 
 def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> float:
+    """Share of genuine pairs accepted at the threshold for false-accept rate ``far``; a
+    genuine pair without a face (``-inf``) is never accepted, even at a ``-inf`` threshold."""
     thr = threshold_at_fmr(scores, same, far)
-    return float(np.mean(scores[same] >= thr))
+    pos = scores[same]
+    return float(np.mean(np.isfinite(pos) & (pos >= thr)))
 
 
 def rates_at(scores: np.ndarray, same: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -111,18 +129,26 @@ def eer_threshold(scores: np.ndarray, same: np.ndarray) -> float:
 def embed_pair_images(pairs: list[Pair], root: Path, analyzer: Any) -> dict[str, np.ndarray | None]:
     """Largest-face embedding of every image named in ``pairs`` (paths relative to ``root``);
     ``None`` where no face is found or the file cannot be read."""
+    return {
+        rel: largest_face(root / rel, analyzer)[0]
+        for rel in sorted({p.img1 for p in pairs} | {p.img2 for p in pairs})
+    }
+
+
+def largest_face(path: Path, analyzer: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(embedding (d,), box (4,) x1,y1,x2,y2 px) of the largest face in the image file at ``path``,
+    decoded and analysed as ``facestream compare`` does; (None, None) where no face is found
+    or the file cannot be read."""
     from facestream.errors import FacestreamError
     from facestream.imageio import load_image_file
 
-    out: dict[str, np.ndarray | None] = {}
-    for rel in sorted({p.img1 for p in pairs} | {p.img2 for p in pairs}):
-        try:
-            batch = analyzer.analyze([load_image_file(root / rel).rgb])[0].largest_first()
-        except FacestreamError:
-            out[rel] = None
-            continue
-        out[rel] = batch.embeddings[0] if len(batch) and batch.embeddings is not None else None
-    return out
+    try:
+        batch = analyzer.analyze([load_image_file(path).rgb])[0].largest_first()
+    except FacestreamError:
+        return None, None
+    if not len(batch) or batch.embeddings is None:
+        return None, None
+    return batch.embeddings[0], batch.boxes[0]
 
 
 def pair_cosines(emb: dict[str, np.ndarray | None], pairs: list[Pair]) -> np.ndarray:
