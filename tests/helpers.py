@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,19 @@ def time_scale() -> float:
 def scaled(limit_s: float) -> float:
     """A wait limit in seconds, multiplied by :func:`time_scale`."""
     return limit_s * time_scale()
+
+
+def wait_for(pred: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.2) -> Any:
+    """Poll ``pred`` until it returns something truthy (returned) or ``scaled(timeout_s)`` passes."""
+    limit = scaled(timeout_s)
+    deadline = time.monotonic() + limit
+    while True:
+        out = pred()
+        if out:
+            return out
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit:g}s waiting for {what}")
+        time.sleep(interval_s)
 
 
 def data_dir() -> Path:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facestream.localray import LOOPBACK, loopback_env
+from tests.helpers import scaled
 from tests.ray_fixtures import free_port
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class LocalRayCluster:
                 raise RuntimeError(f"ray start ({n.name}) exited: {n.log_path.read_text()[-3000:]}")
 
     def _wait_for_dashboard(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + scaled(timeout_s)
         while time.monotonic() < deadline:
             self._check_alive()
             self._remember_pids()
@@ -171,7 +172,7 @@ class LocalRayCluster:
 
     def _wait_for_nodes(self, count: int, timeout_s: float) -> None:
         """``ray status`` (an authenticated GCS client) until ``count`` nodes are alive."""
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + scaled(timeout_s)
         out = ""
         while time.monotonic() < deadline:
             self._check_alive()
@@ -281,7 +282,7 @@ def _signal(pids: list[int], sig: signal.Signals) -> None:
 
 def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
     """Wait until none of ``pids`` runs; the ones still running at the deadline."""
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + scaled(timeout_s)
     alive = [p for p in pids if _running(p)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)

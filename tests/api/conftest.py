@@ -18,7 +18,7 @@ import requests
 from facestream.config import AnalyzerConfig, DeviceConfig, EmbeddingServiceConfig
 from serve.config import ApiAppArgs, ApiConfig, ApiDeploymentConfig, ApiLimits
 from serve.keys import KeyStore, Role, load_master_key
-from tests.helpers import faces_dir
+from tests.helpers import faces_dir, scaled
 
 API_APP = "facestream-api-test"
 PURPOSE = "test: tests/api"
@@ -86,7 +86,7 @@ def running_api(
         keys[role.value] = Key(new.access_key_id, new.secret_access_key)
     serve.run(build_app(args), name=name, route_prefix="/")
     url = f"http://127.0.0.1:{serve_http_port}"
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + scaled(300)
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{url}/healthz", timeout=5).status_code == 200:

@@ -16,6 +16,7 @@ import pytest
 import requests
 from botocore.config import Config
 
+from tests.helpers import scaled
 from tests.ray_fixtures import free_port
 
 pytestmark = pytest.mark.slow
@@ -65,7 +66,7 @@ def test_keys_cli_and_serve_command(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + scaled(240)
         while time.monotonic() < deadline:
             assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             try:

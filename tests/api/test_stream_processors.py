@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from tests.api.conftest import PURPOSE, Api
 from tests.api.test_boto3 import _send, _signed, client, code, img
-from tests.helpers import face
+from tests.helpers import face, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +27,8 @@ LIN = "lin-manuel-miranda"
 ROLE_ARN = "arn:aws:iam::123456789012:role/facestream-not-used"
 
 
-def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+def _wait(pred: Any, timeout_s: float, what: str) -> Any:
+    return wait_for(pred, timeout_s, what, interval_s=0.5)
 
 
 def _collection_with_lin(api: Api, name: str) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from serve.keys import Role
 from tests.api.conftest import Api, Key, app_args, running_api
-from tests.helpers import REPO
+from tests.helpers import REPO, scaled
 from tests.ray_fixtures import free_port
 
 CONSOLE_APP = "facestream-console-test"
@@ -86,7 +86,7 @@ def console_only() -> Iterator[str]:
     thread = threading.Thread(target=server.run, name="console-only", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + scaled(30)
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "uvicorn did not start"

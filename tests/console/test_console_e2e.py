@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from facestream.audit import _entry_hash
 from tests.api.conftest import PURPOSE, Key
 from tests.console.a11y import check_page, focused, tab_to
 from tests.console.conftest import ConsoleApi
-from tests.helpers import face, faces_dir
+from tests.helpers import face, faces_dir, scaled, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +57,8 @@ def _ok(resp: requests.Response) -> dict[str, Any]:
     return out
 
 
-def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        out = pred()
-        if out:
-            return out
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+def _wait(pred: Any, timeout_s: float, what: str) -> Any:
+    return wait_for(pred, timeout_s, what, interval_s=0.5)
 
 
 def _report_inputs(tmp: Path) -> tuple[Path, Path]:
@@ -192,7 +186,7 @@ def test_stream_card_updates(scene: Scene, page: Any, artifacts: Path) -> None:
     assert card.locator("[data-field='collection']").inner_text() == COLLECTION
     # This processor keeps a preview (PreviewIntervalSeconds): the API has one within seconds,
     # and the card shows it, every face blurred (viewers may see it).
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + scaled(60)
     preview: dict[str, Any] = {"Jpeg": None}
     while preview["Jpeg"] is None and time.monotonic() < deadline:
         preview = _ok(_post(scene.capi, "GetStreamPreview", {"Name": PROCESSOR}, scene.capi.keys["viewer"]))

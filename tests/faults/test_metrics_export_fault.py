@@ -23,7 +23,6 @@ import pytest
 
 from pipelines.config import FileSource
 from pipelines.metrics_export import series_present
-from tests.helpers import scaled
 from tests.pipelines.test_streams_e2e import LIN, OPERATOR, _events, _matched, _settings, _wait_for
 
 pytestmark = pytest.mark.slow
@@ -63,7 +62,7 @@ def test_processor_whose_metrics_are_lost_reports_it_and_restarts_once(
             return d.get("ProcessRestarts") == 1 and d.get("MetricsExport") == "FAILING"
 
         # grace, a restart in a new process, grace again
-        _wait_for(restarted_and_failing, scaled(3 * GRACE_S + 60), "a restart, then FAILING again")
+        _wait_for(restarted_and_failing, 3 * GRACE_S + 60, "a restart, then FAILING again")
         d = manager.describe(p.name)
         assert d["Status"] in ("STARTING", "RUNNING"), d
         assert any("restarted by Ray in a new process" in h["Message"] for h in d["History"]), d["History"]
@@ -74,7 +73,7 @@ def test_processor_whose_metrics_are_lost_reports_it_and_restarts_once(
                 e["InputInformation"]["Stream"]["ServerTimestamp"] >= t_restart and _matched(e) == LIN
                 for e in _events(home, p.name)
             ),
-            scaled(60),
+            60,
             "a match from the restarted processor",
         )
         # No second exit: a new process that is no better is reported and left running

@@ -123,7 +123,7 @@ def test_garbage_bytes_source_then_a_real_stream(fault_env: dict[str, Any], clip
     manager.start(p.name, OPERATOR)
     real = None
     try:
-        _wait_for(lambda: garbage.clients >= 2, scaled(60), "the processor to retry the garbage source")
+        _wait_for(lambda: garbage.clients >= 2, 60, "the processor to retry the garbage source")
         d = manager.describe(p.name)
         assert d["Status"] in ("STARTING", "RECONNECTING", "RUNNING"), d["Status"]
         assert "crashed" not in d["StatusMessage"]
@@ -193,7 +193,7 @@ def test_source_whose_video_never_decodes_is_retried(
     manager.create(p, OPERATOR, replace=True)
     manager.start(p.name, OPERATOR)
     try:
-        _wait_for(lambda: server.clients >= 3, scaled(90), "the processor to retry the frameless source")
+        _wait_for(lambda: server.clients >= 3, 90, "the processor to retry the frameless source")
         d = manager.describe(p.name)
         assert d["Status"] in ("STARTING", "RECONNECTING"), d
         assert d["Counters"]["decoded"] == 0, d["Counters"]
@@ -238,7 +238,7 @@ def test_resolution_change_mid_stream(fault_env: dict[str, Any], clip: Path, tmp
     local.create(p, OPERATOR, replace=True)
     local.start(p.name, OPERATOR)
     try:
-        assert local.wait([p.name], 120) == [p.name]
+        assert local.wait([p.name], scaled(120)) == [p.name]
         status = local.describe(p.name)
     finally:
         local.stop(p.name, OPERATOR)

@@ -25,6 +25,7 @@ import pytest
 
 from pipelines.config import DeliveryConfig, WebhookSinkConfig
 from pipelines.sinks import Deliverer, Spool, WebhookSink
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -153,13 +154,8 @@ def test_webhook_down_then_back_every_event_exactly_once(tmp_path: Path) -> None
     )
 
 
-def _wait(pred: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+def _wait(pred: Any, timeout_s: float, what: str) -> Any:
+    return wait_for(pred, timeout_s, what, interval_s=0.1)
 
 
 def test_webhook_redirects_are_not_followed() -> None:

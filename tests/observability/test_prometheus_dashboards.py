@@ -153,7 +153,7 @@ class Prometheus:
             stdout=(self.workdir / "prometheus.out").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + scaled(timeout_s)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(

@@ -32,7 +32,7 @@ from pipelines.config import (
 from pipelines.manager import StreamProcessorManager
 from pipelines.sinks import EventStore
 from pipelines.testing.media import HlsServer, MpegTsTcpServer, RtspServer
-from tests.helpers import face
+from tests.helpers import face, scaled, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -139,19 +139,14 @@ def _in_lin_window(offset: float, shift: float = 0.0) -> bool:
     return any(a + shift <= offset <= b + shift for a, b in LIN_WINDOWS)
 
 
-def _wait_for(pred: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+def _wait_for(pred: Any, timeout_s: float, what: str) -> Any:
+    return wait_for(pred, timeout_s, what, interval_s=0.2)
 
 
 def _run_to_end(
     manager: StreamProcessorManager, names: list[str], timeout_s: float
 ) -> dict[str, dict[str, Any]]:
-    finished = manager.wait(names, timeout_s)
+    finished = manager.wait(names, scaled(timeout_s))
     status = {n: manager.describe(n) for n in names}
     for n in names:
         manager.stop(n, OPERATOR)

@@ -29,6 +29,7 @@ from facestream.errors import (
 from facestream.similarity import cosine_to_similarity, similarity_to_cosine
 from facestream.store import CollectionInfo, FaceRecord, FaceStore, StoreConfig
 from facestream.types import SearchHit
+from tests.helpers import scaled
 
 MODEL = "dlib-resnet"
 DIM = 128
@@ -542,7 +543,7 @@ def test_server_hnsw_recall_on_sealed_segment(milvus_server_uri: str) -> None:
         client = store._client()
         milvus_name = store._meta_row(name)["milvus_name"]  # type: ignore[index]
         client.flush(milvus_name)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while time.monotonic() < deadline:
             desc = client.describe_index(milvus_name, "embedding")
             if desc["index_type"] == "HNSW" and int(desc.get("indexed_rows", 0)) >= 3000:
