@@ -139,7 +139,12 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
         batch = self.analyzer.analyze([image.rgb])[0].largest_first()
         assert batch.embeddings is not None
         reasons = failure_reasons(
-            quality_filter, batch.sizes_px, batch.brightness, batch.sharpness, batch.pose
+            quality_filter,
+            batch.sizes_px,
+            batch.brightness,
+            batch.sharpness,
+            batch.pose,
+            (batch.image_width, batch.image_height),
         )
         records: list[FaceRecord] = []
         indexed: list[dict[str, Any]] = []
@@ -225,9 +230,14 @@ def require_quality(batch: FaceBatch, quality_filter: QualityFilter, what: str) 
     if quality_filter is QualityFilter.NONE:
         return
     first = batch.select([0])
-    reasons = failure_reasons(quality_filter, first.sizes_px, first.brightness, first.sharpness, first.pose)[
-        0
-    ]
+    reasons = failure_reasons(
+        quality_filter,
+        first.sizes_px,
+        first.brightness,
+        first.sharpness,
+        first.pose,
+        (first.image_width, first.image_height),
+    )[0]
     if reasons:
         raise InvalidParameter(f"{what} fails QualityFilter {quality_filter.value}: {', '.join(reasons)}")
 

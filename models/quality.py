@@ -22,6 +22,14 @@ HIGH      80           35         20-90       <= 35        <= 30
 ========  ===========  =========  ==========  ===========  =========
 
 AUTO is Rekognition's "let the service choose" and is the same as MEDIUM here.
+
+The minimum side is relative to the image, as Rekognition documents SMALL_BOUNDING_BOX
+("no smaller than 40x40 pixels in an image with 1920x1080 pixels; images with dimensions
+higher than 1920x1080 need a larger minimum face size proportionally"): the table's value
+holds at 1920x1080 and scales with the image's linear size, ``sqrt(width * height /
+(1920 * 1080))`` (orientation-free), so a 12-megapixel photo (4000x3000) needs 96 px at AUTO.
+Smaller images scale it down too, but never below half the table's value (AUTO: 20 px, the
+detector's own minimum): a 35 px face in an 800x600 photo is indexed. See :func:`min_side_px`.
 """
 
 from __future__ import annotations
@@ -117,20 +125,48 @@ def pose_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return out
 
 
+#: the image size at which the table's minimum side holds (Rekognition's reference)
+REFERENCE_IMAGE_PX = (1920, 1080)
+#: below the reference size the minimum side shrinks with the image, down to this share of it
+_MIN_SIDE_FLOOR = 0.5
+
+
+def min_side_px(level: QualityFilter, image_wh: tuple[int, int] | None = None) -> float:
+    """Smallest face side (px) ``level`` accepts in an image of ``image_wh`` (width, height).
+
+    None: the 1920x1080 reference (the table's value). 0 for NONE.
+    """
+    if level is QualityFilter.NONE:
+        return 0.0
+    base = _CUTOFFS[level].min_side_px
+    if image_wh is None:
+        return float(base)
+    ref_w, ref_h = REFERENCE_IMAGE_PX
+    w, h = image_wh
+    scale = math.sqrt((w * h) / (ref_w * ref_h))
+    return float(base * max(scale, _MIN_SIDE_FLOOR))
+
+
 def failure_reasons(
     level: QualityFilter,
     sizes_px: np.ndarray,
     brightness: np.ndarray,
     sharpness: np.ndarray,
     pose: np.ndarray,
+    image_wh: tuple[int, int] | None = None,
 ) -> list[list[str]]:
-    """Per face, Rekognition's ``UnindexedFaces`` reasons for failing ``level`` (empty = passes)."""
+    """Per face, Rekognition's ``UnindexedFaces`` reasons for failing ``level`` (empty = passes).
+
+    ``image_wh``: the image's (width, height), for the relative SMALL_BOUNDING_BOX rule
+    (:func:`min_side_px`); None applies the table's value as at 1920x1080.
+    """
     out: list[list[str]] = [[] for _ in range(sizes_px.shape[0])]
     if level is QualityFilter.NONE:
         return out
     c = _CUTOFFS[level]
+    smallest = min_side_px(level, image_wh)
     for i, r in enumerate(out):
-        if sizes_px[i] < c.min_side_px:
+        if sizes_px[i] < smallest:
             r.append("SMALL_BOUNDING_BOX")
         if sharpness[i] < c.min_sharpness:
             r.append("LOW_SHARPNESS")
@@ -147,13 +183,15 @@ def passes(
     brightness: np.ndarray,
     sharpness: np.ndarray,
     pose: np.ndarray,
+    image_wh: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """(n,) bool: which faces pass ``level`` (see the module table)."""
+    """(n,) bool: which faces pass ``level`` (see the module table; ``image_wh`` as in
+    :func:`failure_reasons`)."""
     if level is QualityFilter.NONE:
         return np.ones(sizes_px.shape[0], bool)
     c = _CUTOFFS[level]
     return (
-        (sizes_px >= c.min_side_px)
+        (sizes_px >= min_side_px(level, image_wh))
         & (sharpness >= c.min_sharpness)
         & (brightness >= c.brightness[0])
         & (brightness <= c.brightness[1])
