@@ -99,7 +99,7 @@ def _tight_grey_crop(rgb: np.ndarray, box: np.ndarray, keep: float = 0.7, side_p
     crop = Image.fromarray(rgb).crop(
         (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
     )
-    return np.asarray(crop.convert("L").resize((side_px, side_px), Image.LANCZOS).convert("RGB"))
+    return np.asarray(crop.convert("L").resize((side_px, side_px), Image.Resampling.LANCZOS).convert("RGB"))
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def test_small_face_in_a_small_photo_is_indexed_with_the_default_filter(
 ) -> None:
     # A group photo shrunk so its faces are 30-40 px, on an 800x600 canvas.
     im = Image.open(face("facenet-pytorch/data/multiface.jpg")).convert("RGB")
-    small = im.resize((520, round(im.size[1] * 520 / im.size[0])), Image.LANCZOS)
+    small = im.resize((520, round(im.size[1] * 520 / im.size[0])), Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", (800, 600), (128, 128, 128))
     canvas.paste(small, (140, 130))
     buf = io.BytesIO()
