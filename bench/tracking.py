@@ -64,6 +64,10 @@ def _summary(scores: dict[str, Any]) -> dict[str, Any]:
         "max_first_report_s": max(reported, default=0.0),
         "median_first_report_s": statistics.median(reported) if reported else 0.0,
         "wrong_reports": sum(len(s.wrong_reports) for s in scores.values()),
+        "median_event_latency_wall_s": statistics.median(
+            [s.event_latency_median_s for s in scores.values() if s.event_latency_median_s is not None]
+            or [0.0]
+        ),
     }
 
 

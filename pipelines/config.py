@@ -232,6 +232,13 @@ class TrackerConfig(_Model):
     motion_slack_face_widths: float = Field(
         1.0, ge=0.0, le=100.0, description="displacement allowed at any elapsed time (detector jitter)"
     )
+    max_size_change_per_s: float = Field(
+        2.0,
+        gt=0.0,
+        le=1000.0,
+        description="how fast a face's size may change: the larger/smaller width ratio between a track "
+        "and a face may be 1.25 + this x elapsed seconds of stream time; beyond it a new track starts",
+    )
     drift_frames: int = Field(
         2,
         ge=1,

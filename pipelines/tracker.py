@@ -148,7 +148,9 @@ def _widths(boxes: np.ndarray) -> np.ndarray:
     return np.maximum(boxes[:, 2] - boxes[:, 0], 1.0)
 
 
-#: analysed frames with faces kept in FaceTracker.assignments (10 minutes at 5 fps)
+#: face size ratio between two frames allowed at any elapsed time (detector jitter)
+_SIZE_JITTER = 1.25
+#: analysed frames kept in FaceTracker.assignments (10 minutes at 5 fps)
 _ASSIGNMENT_LOG = 3000
 
 
@@ -241,13 +243,17 @@ class FaceTracker:
         dt = np.array([max(0.0, info.offset_s - t.last.offset_s) for t in tracks], np.float32)
         predicted = _centres(t_boxes) + np.stack([t.velocity for t in tracks]) * dt[:, None]
         dist = np.linalg.norm(predicted[:, None, :] - _centres(det_boxes)[None, :, :], axis=2)
-        scale = np.maximum(_widths(t_boxes)[:, None], _widths(det_boxes)[None, :])
-        reach = scale * (cfg.motion_slack_face_widths + cfg.max_speed_face_widths_per_s * dt[:, None])
+        # The person's own size sets the reach (a face w px wide moves a few w per second) and
+        # how much the size may change: a 23 px face does not become a 199 px one in 0.2 s.
+        t_w, d_w = _widths(t_boxes)[:, None], _widths(det_boxes)[None, :]
+        reach = t_w * (cfg.motion_slack_face_widths + cfg.max_speed_face_widths_per_s * dt[:, None])
+        size_ratio = np.maximum(t_w / d_w, d_w / t_w)
+        plausible = (dist <= reach) & (size_ratio <= _SIZE_JITTER + cfg.max_size_change_per_s * dt[:, None])
         recent = np.array(
             [self.frames_seen - t.last_frame_no <= 1 + cfg.overlap_max_missed_frames for t in tracks]
         )
         overlap = recent[:, None] & (iou >= cfg.iou_min) & (sim >= cfg.different_person_similarity)
-        link = (dist <= reach) & (overlap | (sim >= cfg.same_person_similarity))
+        link = plausible & (overlap | (sim >= cfg.same_person_similarity))
         score = np.where(link, iou + sim / 100.0, -np.inf)
         assigned: dict[int, Track] = {}
         # Greedy on the best remaining pair: few faces per frame, exactness not needed.

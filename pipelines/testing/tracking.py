@@ -85,6 +85,8 @@ class SceneRun:
     track_log: list[tuple[float, list[list[Any]]]]
     status: dict[str, Any]
     wall_s: float = 0.0
+    #: wall seconds from each event's frame being sampled to the event (the worker's own measure)
+    event_latency_s: list[float] = field(default_factory=list)
 
 
 def events_of(path: Path) -> list[dict[str, Any]]:
@@ -118,8 +120,9 @@ def run_scenes(
         # The processor's actor (named by pipelines.worker.spawn) still holds its tracker.
         handle = ray.get_actor(f"facestream-stream-{name}")
         log: list[tuple[float, list[list[Any]]]] = ray.get(handle.track_log.remote(), timeout=60)
+        latencies = ray.get(handle.latencies.remote(), timeout=60)
         manager.stop(name, actor)
-        runs[name] = SceneRun(name, events_of(events_path(name)), log, status, wall)
+        runs[name] = SceneRun(name, events_of(events_path(name)), log, status, wall, list(latencies["event"]))
     if sorted(finished) != sorted(names):
         raise TimeoutError(f"scenes not finished after {timeout_s}s: {sorted(set(names) - set(finished))}")
     return runs
@@ -153,6 +156,8 @@ class SceneScore:
     wrong_reports: list[str] = field(default_factory=list)
     #: reported identities (sorted)
     reported: list[str] = field(default_factory=list)
+    #: median wall seconds from a reported frame being sampled to its event (None: no event)
+    event_latency_median_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -222,4 +227,7 @@ def score(video: SceneVideo, run: SceneRun, enrolled: set[str], analysis_fps: fl
         first_report_s=first,
         wrong_reports=wrong,
         reported=sorted({_matched(e) for e in run.events}),
+        event_latency_median_s=round(float(np.median(run.event_latency_s)), 4)
+        if run.event_latency_s
+        else None,
     )

@@ -218,7 +218,7 @@ def test_tracker_searches_per_track_and_aggregates_one_event_per_identity() -> N
         assert again == []
     assert len(tr.tracks) == 2 and tr.tracks_started == 2
     # A clearly bigger (better) face of track A: searched again; the aggregate updates the same event.
-    bigger = tr.observe(_info(1.0), _batch([[90, 90, 190, 190]], [a]))
+    bigger = tr.observe(_info(1.0), _batch([[100, 100, 160, 160]], [a]))  # 1.5x wider
     assert len(bigger) == 1 and bigger[0].track_id == reqs[0].track_id
     ups2 = tr.apply(bigger[0].track_id, [SearchHit("f-a", 96.0, "alice", "0" * 64)])
     assert [(u.revision, round(u.similarity, 1)) for u in ups2] == [(2, 93.0)]

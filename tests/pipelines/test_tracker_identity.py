@@ -196,3 +196,15 @@ def test_one_bad_view_is_held_but_not_split(model: str) -> None:
     assert tr.observe(_info(0.4), _batch(model, [_box(304)], [_at(model, a, 96.0, 72)])) == []
     assert tr.tracks_started == 1 and tr.drift_splits == 0
     assert tr.tracks[req.track_id].frames == 2  # the bad view was not added
+
+
+def test_a_face_cannot_change_size_faster_than_a_person_moves(model: str) -> None:
+    """A 24 px background face and a 200 px close-up 0.2 s later are not one track (a cut)."""
+    tr = FaceTracker(TrackerConfig(), threshold=80.0)
+    a = _unit(model, 80)
+    (small,) = tr.observe(_info(0.0), _batch(model, [_box(50, w=30)], [a]))
+    c = _at(model, a, 90.0, 81)
+    (close,) = tr.observe(_info(0.2), _batch(model, [_box(300, y=60, w=200)], [c]))
+    assert close.track_id != small.track_id
+    # Growing 1.5x in 0.2 s (walking towards the camera) stays one track.
+    assert tr.observe(_info(0.4), _batch(model, [_box(290, y=50, w=240)], [_at(model, c, 95.0, 82)])) == []
