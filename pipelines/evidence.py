@@ -42,6 +42,51 @@ _BLOCKS = 6
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
+class SmallFaceFinder:
+    """Every face to blur in a frame, down to ``DetectorConfig.redact_min_face_px`` (12 px).
+
+    The searchable minimum (28 px on streams) is about whom we may search, not whom we may
+    show: a preview, an evidence frame or an exported clip blurs every face it can find. Runs
+    MTCNN in this process on CPU (lazily loaded, a few MB), only for the frames that leave the
+    system, so the stream's own detection path keeps its cost.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        self._config = config
+        self._detector: Any = None
+        self._lock = threading.Lock()
+
+    def boxes(self, rgb: np.ndarray) -> np.ndarray:
+        """(n,4) float32 x1,y1,x2,y2 px of the faces in ``rgb`` (H,W,3) uint8."""
+        with self._lock:
+            if self._detector is None:
+                import torch
+
+                from models.detector import MtcnnDetector
+
+                self._detector = MtcnnDetector(self._config, torch.device("cpu"))
+            boxes: np.ndarray = self._detector.detect_for_redaction([rgb])[0].boxes
+            return boxes
+
+
+def with_small_faces(boxes: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``boxes`` (n,4) followed by the ``found`` boxes that overlap none of them (so an index into
+    ``boxes``, e.g. the kept face, still points at the same face)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    found = np.asarray(found, np.float32).reshape(-1, 4)
+    if len(found) == 0 or len(boxes) == 0:
+        return np.concatenate([boxes, found])
+    a, b = found[:, None, :], boxes[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    smaller = np.maximum(np.minimum(area_a, area_b), 1e-6)
+    same = (inter / smaller >= 0.5).any(axis=1)
+    return np.concatenate([boxes, found[~same]])
+
+
 def _padded(box: np.ndarray, w: int, h: int, pad: float) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     px, py = (x2 - x1) * pad, (y2 - y1) * pad
@@ -100,6 +145,18 @@ def encode_jpeg(rgb: np.ndarray, *, max_side_px: int | None = None, quality: int
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def redacted_preview(
+    rgb: np.ndarray, boxes: np.ndarray, finder: SmallFaceFinder, *, max_side_px: int, quality: int = 85
+) -> bytes:
+    """A JPEG of ``rgb`` at most ``max_side_px`` long with every face blurred: ``boxes`` (the
+    stream's faces) and every smaller face ``finder`` sees."""
+    return encode_jpeg(
+        redact(rgb, with_small_faces(boxes, finder.boxes(rgb)), None),
+        max_side_px=max_side_px,
+        quality=quality,
+    )
 
 
 def check_event_id(event_id: str) -> str:
@@ -278,7 +335,8 @@ def export_clip(
 
     In each frame the face most like ``reference`` (an L2-normalised embedding of the matched
     stored face) stays sharp if its similarity is at least ``keep_min_similarity``; every other
-    face is blurred. Without a reference every face is blurred.
+    face is blurred, down to ``redact_min_face_px`` (:class:`SmallFaceFinder`). Without a
+    reference every face is blurred.
     """
     import av
 
@@ -288,6 +346,7 @@ def export_clip(
         raise InvalidParameter(f"--seconds must be in (0, 600], got {seconds}")
     frames = faces = kept = 0
     fps = 0.0
+    small = SmallFaceFinder(getattr(getattr(analyzer, "config", None), "detector", None))
     inp = av.open(str(source))
     outc: Any = None
     try:
@@ -329,7 +388,7 @@ def export_clip(
                     keep = best
             faces += len(batch)
             kept += keep is not None
-            red = redact(rgb, batch.boxes, keep)
+            red = redact(rgb, with_small_faces(batch.boxes, small.boxes(rgb)), keep)
             if ost is None:
                 ost = outc.add_stream("libx264", rate=rate)
                 ost.width, ost.height = red.shape[1], red.shape[0]

@@ -37,7 +37,14 @@ from facestream.store.records import FaceRecord
 from facestream.types import FaceBatch
 from pipelines.config import ProcessorSettings
 from pipelines.events import match_record
-from pipelines.evidence import EvidenceStore, encode_jpeg, evidence_root, redact
+from pipelines.evidence import (
+    EvidenceStore,
+    SmallFaceFinder,
+    encode_jpeg,
+    evidence_root,
+    redacted_preview,
+    with_small_faces,
+)
 from pipelines.metrics_export import ExportCheck, ExportState, node_metrics_url
 from pipelines.review import Filing, ReviewStore, effective_required, review_path
 from pipelines.sampling import Counters
@@ -134,6 +141,9 @@ class StreamWorker:
         self._collection_requires = False
         self._preview_at = 0.0
         self._evidence: Any = None
+        # Frames that leave the system (previews, evidence) blur faces below the searchable
+        # minimum too: found here, on this actor's CPU, only for those frames.
+        self._small_faces = SmallFaceFinder()
         # Unmatched tracks waiting to be kept (only while keeping unknown faces is on): held
         # across store outages and retried each tick; their face ids are stable, so a retry
         # upserts rather than duplicates.
@@ -577,7 +587,7 @@ class StreamWorker:
                     self._evidence.save_frame(
                         record["EventId"],
                         rgb,
-                        batch.boxes,
+                        with_small_faces(batch.boxes, self._small_faces.boxes(rgb)),
                         keep,
                         face_id=update.identity.face_id,
                         external_image_id=update.identity.external_image_id,
@@ -670,7 +680,7 @@ class StreamWorker:
         if interval is None or self._evidence is None or now - self._preview_at < interval:
             return
         self._preview_at = now
-        jpeg = encode_jpeg(redact(rgb, batch.boxes, None), max_side_px=_PREVIEW_SIDE_PX, quality=85)
+        jpeg = redacted_preview(rgb, batch.boxes, self._small_faces, max_side_px=_PREVIEW_SIDE_PX)
         path = preview_path(self.ctx.home, self.settings.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

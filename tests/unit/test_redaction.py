@@ -9,6 +9,7 @@ of 80, while the kept face still does. The evidence store and the clip export ru
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import av
@@ -216,3 +217,31 @@ def test_cli_export_needs_a_purpose_and_is_audited(
     assert [e["EventId"] for e in listed["Events"]] == ["ev-1"]
     entries = [e for e in AuditLog(home / "audit.jsonl").entries() if e["operation"] == "ExportEventMedia"]
     assert len(entries) == 1 and entries[0]["purpose"] == "case 9"
+
+
+def test_hamilton_preview_blurs_the_pianist(analyzer: FaceAnalyzer) -> None:
+    from pipelines.evidence import SmallFaceFinder, redacted_preview
+
+    with av.open(str(face("face_recognition/examples/short_hamilton_clip.mp4"))) as c:
+        rgb = next(
+            f.to_ndarray(format="rgb24") for f in c.decode(video=0) if f.time is not None and f.time >= 1.0
+        )
+    # Lin-Manuel Miranda sings on the right; the pianist's face, far left, is ~23 px: below the
+    # stream's searchable minimum (28 px), so only the redaction minimum (12 px) is sure to see it.
+    finder = SmallFaceFinder()
+    found = finder.boxes(rgb)
+    pianist = [b for b in found if b[2] < 160]
+    assert len(pianist) == 1
+    px1, py1, px2, py2 = pianist[0]
+    assert px2 - px1 < 28
+    stream = analyzer.detect([rgb], ["hamilton-preview"])[0]
+    jpeg = redacted_preview(rgb, stream.boxes, finder, max_side_px=640)
+    out = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    assert out.shape == rgb.shape
+    # nothing face-like is left where the pianist (or anyone) was ...
+    assert all(_iou(b, a) < 0.1 for b in finder.boxes(out) for a in found)
+    # ... because his face was blurred, not just recompressed
+    y1, y2, x1, x2 = int(py1), int(py2), int(px1), int(px2)
+    before = rgb[y1:y2, x1:x2].astype(np.float32)
+    after = out[y1:y2, x1:x2].astype(np.float32)
+    assert np.abs(np.diff(after, axis=1)).mean() < 0.6 * np.abs(np.diff(before, axis=1)).mean()
