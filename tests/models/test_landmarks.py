@@ -30,7 +30,7 @@ from models.landmarks import (
     load_shape_predictor,
     parse_shape_predictor_dat,
 )
-from tests.helpers import face, faces_dir
+from tests.helpers import face, faces_dir, scaled
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,8 @@ def test_speed(predictor: ShapePredictor5, photos: list[Photo], dlib_predictor: 
         dlib_n,
         n,
     )
-    assert ours_1 < 20.0 and ours_n < 20.0
+    # A pathology guard only (the figures are logged; bench/ holds the timings): scaled.
+    assert ours_1 < scaled(20.0) and ours_n < scaled(20.0)
 
 
 # ------------------------------------------------------------------------------------------------
