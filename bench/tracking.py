@@ -33,6 +33,7 @@ TARGETS: dict[str, str | float] = {
     "max_first_report_s": "<= 1.0",
     "unreported_visits": "<= 0",
     "wrong_reports": "<= 0",
+    "live_first_report_wall_s": "<= 1.0",
 }
 
 
@@ -110,15 +111,25 @@ def main() -> None:
         videos = make_videos(face, data, media, max_gap_s=TrackerConfig().max_gap_s, names=names)
         manager = StreamProcessorManager(runtime, face, store)
         configs = {"old-linking": TrackerConfig(**old_linking(model)), "facestream": TrackerConfig()}
+        # label -> (tracker, paced like a live camera?, scenes): the two linkings on lossless replay,
+        # then the parade alone in real time for wall-clock report latency.
+        passes = {
+            "old-linking": (configs["old-linking"], False, videos),
+            "facestream": (configs["facestream"], False, videos),
+            "facestream-live": (configs["facestream"], True, {"parade": videos["parade"]}),
+        }
         results: dict[str, dict[str, Any]] = {}
         walls: dict[str, float] = {}
+        drops: dict[str, dict[str, Any]] = {}
         try:
-            for label, cfg in configs.items():
+            for label, (cfg, live, chosen) in passes.items():
 
-                def settings(name: str, path: Path, cfg: TrackerConfig = cfg) -> ProcessorSettings:
+                def settings(
+                    name: str, path: Path, cfg: TrackerConfig = cfg, live: bool = live
+                ) -> ProcessorSettings:
                     return ProcessorSettings(
                         name=name,
-                        source=FileSource(path=path),
+                        source=FileSource(path=path, realtime=live),
                         collection="tracking",
                         purpose="bench: tracking scenes",
                         analysis_fps=FPS,
@@ -131,14 +142,15 @@ def main() -> None:
                 t0 = time.monotonic()
                 runs = run_scenes(
                     manager,
-                    {f"{label}-{k}": v for k, v in videos.items()},
+                    {f"{label}-{k}": v for k, v in chosen.items()},
                     settings,
                     lambda name: tmp / f"{name}.jsonl",
                     actor,
                     900.0,
                 )
                 walls[label] = time.monotonic() - t0
-                results[label] = {k: score(v, runs[f"{label}-{k}"], enrolled, FPS) for k, v in videos.items()}
+                results[label] = {k: score(v, runs[f"{label}-{k}"], enrolled, FPS) for k, v in chosen.items()}
+                drops[label] = {k: runs[f"{label}-{k}"].status["Counters"] for k in chosen}
         finally:
             manager.shutdown(actor)
             ray.kill(store)
@@ -192,7 +204,32 @@ def main() -> None:
     print_ratios(
         ratios, {"mean_idf1_vs_old_linking": ">= 1.0", "enrolled_visits_reported_vs_old_linking": ">= 1.0"}
     )
+    live = results["facestream-live"]["parade"]
+    live_wall = live.event_latency_max_s
+    # Upper bound of appearing -> event in wall time: the latest report's stream-time delay plus
+    # the slowest frame-to-event time of the live run.
+    live_first_wall = (
+        max((v for v in live.first_report_s.values() if v is not None), default=0.0) + live_wall
+        if live_wall is not None and None not in live.first_report_s.values()
+        else float("inf")
+    )
+    counters = drops["facestream-live"]["parade"]
+    print_table(
+        "parade paced like a live camera (facestream linking)",
+        ["sampled", "analysed", "drops", "event latency p50 s", "max s", "appear -> event max s"],
+        [
+            [
+                counters.get("sampled"),
+                counters.get("analysed"),
+                counters.get("drops"),
+                live.event_latency_median_s,
+                live_wall,
+                live_first_wall,
+            ]
+        ],
+    )
     met = {
+        "live_first_report_wall_s": live_first_wall <= 1.0,
         "id_switches": new["id_switches"] == 0,
         "min_idf1": new["min_idf1"] >= 0.95,
         "max_first_report_s": new["max_first_report_s"] <= 1.0,
@@ -202,7 +239,15 @@ def main() -> None:
     print_table(
         "targets (facestream linking)",
         ["target", "value", "goal", "met"],
-        [[k, new[k], TARGETS[k], "yes" if ok else "NO"] for k, ok in met.items()],
+        [
+            [
+                k,
+                live_first_wall if k == "live_first_report_wall_s" else new[k],
+                TARGETS[k],
+                "yes" if ok else "NO",
+            ]
+            for k, ok in met.items()
+        ],
     )
     out = write_result(
         "tracking",
@@ -216,6 +261,7 @@ def main() -> None:
             "median_first_report_s": new["median_first_report_s"],
             "max_first_report_s": new["max_first_report_s"],
             "old_linking_median_first_report_s": old["median_first_report_s"],
+            "live_event_latency_median_s": live.event_latency_median_s or 0.0,
         },
         details={
             "model": model,
@@ -223,6 +269,8 @@ def main() -> None:
             "summary": summary,
             "targets_met": met,
             "wall_s": walls,
+            "counters": drops,
+            "live_first_report_wall_max_s": live_first_wall if live_first_wall != float("inf") else None,
             "configs": {k: v.model_dump() for k, v in configs.items()},
             "scenes": {
                 label: {k: s.as_dict() for k, s in scores.items()} for label, scores in results.items()

@@ -156,8 +156,10 @@ class SceneScore:
     wrong_reports: list[str] = field(default_factory=list)
     #: reported identities (sorted)
     reported: list[str] = field(default_factory=list)
-    #: median wall seconds from a reported frame being sampled to its event (None: no event)
+    #: wall seconds from a reported frame being sampled to its event, median and max (None: no
+    #: event); on a lossless replay this includes waiting behind the other streams' frames
     event_latency_median_s: float | None = None
+    event_latency_max_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -227,7 +229,10 @@ def score(video: SceneVideo, run: SceneRun, enrolled: set[str], analysis_fps: fl
         first_report_s=first,
         wrong_reports=wrong,
         reported=sorted({_matched(e) for e in run.events}),
-        event_latency_median_s=round(float(np.median(run.event_latency_s)), 4)
-        if run.event_latency_s
-        else None,
+        event_latency_median_s=_rounded(np.median, run.event_latency_s),
+        event_latency_max_s=_rounded(np.max, run.event_latency_s),
     )
+
+
+def _rounded(fn: Callable[[list[float]], Any], values: list[float]) -> float | None:
+    return round(float(fn(values)), 4) if values else None
