@@ -112,7 +112,7 @@ class FrameSource:
         session = 0
         while not self.stop.is_set():
             try:
-                spec = open_spec(self.source, self.media_dirs)
+                spec = open_spec(self.source, self.media_dirs, timeout_s=self.reconnect.open_timeout_s)
             except FacestreamError as exc:
                 self.on_status(StreamStatus.FAILED, exc.message)
                 return

@@ -193,8 +193,9 @@ def describe_source(source: SourceConfig) -> str:
     return mask_url(source.url.get_secret_value())
 
 
-def open_spec(source: SourceConfig, media_dirs: list[Path]) -> OpenSpec:
-    """Resolve a source to an :class:`OpenSpec` (may call AWS for a Kinesis session URL)."""
+def open_spec(source: SourceConfig, media_dirs: list[Path], timeout_s: float = 10.0) -> OpenSpec:
+    """Resolve a source to an :class:`OpenSpec` (may call AWS for a Kinesis session URL, each
+    call bounded by ``timeout_s``)."""
     if isinstance(source, FileSource):
         real = check_file_allowed(source.path, media_dirs)
         # "file:" + an absolute path: FFmpeg never reads a path as another protocol.
@@ -213,7 +214,11 @@ def open_spec(source: SourceConfig, media_dirs: list[Path]) -> OpenSpec:
             display=mask_url(url),
             secrets=url_secrets(url),
         )
-    url = source.url.get_secret_value() if isinstance(source, HlsSource) else kinesis_hls_url(source)
+    url = (
+        source.url.get_secret_value()
+        if isinstance(source, HlsSource)
+        else kinesis_hls_url(source, timeout_s=timeout_s)
+    )
     display = mask_url(url) if isinstance(source, HlsSource) else describe_source(source)
     # A playlist may lead only to more HTTP(S), never to file: or other protocols.
     return OpenSpec(
@@ -224,8 +229,12 @@ def open_spec(source: SourceConfig, media_dirs: list[Path]) -> OpenSpec:
     )
 
 
-def kinesis_hls_url(source: KinesisVideoSource) -> str:
-    """The HLS session URL of a Kinesis video stream (given, or asked of AWS with boto3)."""
+def kinesis_hls_url(source: KinesisVideoSource, timeout_s: float = 10.0) -> str:
+    """The HLS session URL of a Kinesis video stream (given, or asked of AWS with boto3).
+
+    Each AWS call is bounded (connect and read ``timeout_s``, two attempts): botocore's
+    defaults (60 s each, several retries) would hold a reconnect for minutes.
+    """
     if source.hls_session_url is not None:
         return source.hls_session_url.get_secret_value()
     try:
@@ -234,10 +243,16 @@ def kinesis_hls_url(source: KinesisVideoSource) -> str:
         raise InvalidParameter(
             "kinesis-video source without hls_session_url needs boto3 (pip install boto3)"
         ) from None
-    kv = boto3.client("kinesisvideo", region_name=source.region)
+    from botocore.config import Config
+
+    bounded = Config(connect_timeout=timeout_s, read_timeout=timeout_s, retries={"max_attempts": 2})
+    kv = boto3.client("kinesisvideo", region_name=source.region, config=bounded)
     endpoint = kv.get_data_endpoint(StreamName=source.stream_name, APIName="GET_HLS_STREAMING_SESSION_URL")
     media = boto3.client(
-        "kinesis-video-archived-media", region_name=source.region, endpoint_url=endpoint["DataEndpoint"]
+        "kinesis-video-archived-media",
+        region_name=source.region,
+        endpoint_url=endpoint["DataEndpoint"],
+        config=bounded,
     )
     resp = media.get_hls_streaming_session_url(
         StreamName=source.stream_name, PlaybackMode=source.playback_mode, Expires=source.session_expires_s
