@@ -16,6 +16,7 @@ Scenes (:func:`scenes`):
 - ``parade``: ten people, one after another, step into the same spot (1.4 s each, 0.6 s apart)
 - ``crossing``: two people walk across each other's path
 - ``side-by-side-2`` / ``side-by-side-4``: two and four people next to each other the whole clip
+- ``swap``: one person replaced by another in the same place from one frame to the next
 - ``return``: one person on screen, gone for longer than ``max_gap_s``, back again
 """
 
@@ -174,6 +175,12 @@ def scenes(max_gap_s: float = 1.5) -> dict[str, Scene]:
             for k, p in enumerate(names)
         )
 
+    # One person replaced by another in the same box from one frame to the next (a cut, or a
+    # queue moving up): the overlap is perfect, only identity can tell.
+    swap = (
+        Visit(0, "joe-biden", 0.2, 2.2, (300.0, cy), (320.0, cy)),
+        Visit(1, "eric-clapton", 2.2 + 1.0 / FPS, 4.2, (320.0, cy), (340.0, cy)),
+    )
     away_s = max_gap_s + 1.0
     back = 0.3 + 2.0 + away_s
     ret = (
@@ -191,6 +198,7 @@ def scenes(max_gap_s: float = 1.5) -> dict[str, Scene]:
                 4.0,
                 row(["rose-leslie", "eric-clapton", "anthony-hopkins", "person-img20"], 4.0),
             ),
+            Scene("swap", 4.4, swap),
             Scene("return", back + 2.3, ret),
         )
     }

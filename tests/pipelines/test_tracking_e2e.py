@@ -121,6 +121,13 @@ def test_people_side_by_side_are_one_track_each(
     _check(scored[scene], reported=reported)
 
 
+def test_someone_taking_another_persons_place_is_a_new_track(scored: dict[str, SceneScore]) -> None:
+    """Same box from one frame to the next, another person: reported as themselves, not absorbed."""
+    s = scored["swap"]
+    _check(s, reported={"joe-biden", "eric-clapton"})
+    assert s.tracks == 2
+
+
 def test_a_person_back_after_max_gap_is_a_new_track_reported_again(scored: dict[str, SceneScore]) -> None:
     s = scored["return"]
     _check(s, reported={"john-lennon"})
