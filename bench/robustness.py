@@ -78,11 +78,11 @@ from facestream.imageio import load_image_file
 log = logging.getLogger("bench.robustness")
 
 #: Longer side of the base every variant is made from (larger images are downscaled).
-BASE_MAX_SIDE_PX = 1024
+BASE_MAX_SIDE_PX = 800
 #: JPEG quality of every written file except ``jpeg30``'s.
 SAVE_QUALITY = 95
 #: Bumped whenever a variant's pixels change: part of every cache key.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 Box = tuple[float, float, float, float]
 PIPELINES = ("facestream", "face_recognition")
@@ -143,7 +143,7 @@ def _small(img: Image.Image, box: Box | None, side: int) -> Image.Image:
 
 #: name -> (what it is, maker: (base, face box or None) -> encoded file bytes). Every file is a JPEG.
 VARIANTS: dict[str, tuple[str, Callable[[Image.Image, Box | None], bytes]]] = {
-    "original": ("the base (<= 1024 px), JPEG q95", lambda im, b: _jpeg(im)),
+    "original": ("the base (<= 800 px), JPEG q95", lambda im, b: _jpeg(im)),
     "tight": ("square crop to the face box", lambda im, b: _jpeg(_tight(im, b))),
     "tight150": ("tight crop at 150x150 px", lambda im, b: _jpeg(_small(im, b, 150))),
     "tight80": ("tight crop at 80x80 px", lambda im, b: _jpeg(_small(im, b, 80))),
@@ -190,26 +190,36 @@ def _fingerprint(parts: list[str], files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+#: ``--predictor-start``: overrides ``embed.predictor_start`` (None: the config default)
+_OPTIONS: dict[str, str | None] = {"predictor_start": None}
+
+
 def analyzer_config() -> Any:
     """The default analyzer config on the CPU with one torch thread: on this shared 2-core
     machine two spinning torch threads run several times slower under load; the thread count
     does not change any result."""
-    from facestream.config import AnalyzerConfig, DeviceConfig
+    from facestream.config import AnalyzerConfig, DeviceConfig, EmbedConfig
 
-    return AnalyzerConfig(device=DeviceConfig(device="cpu", torch_threads=1))
+    start = _OPTIONS["predictor_start"]
+    embed = EmbedConfig() if start is None else EmbedConfig(predictor_start=start)
+    return AnalyzerConfig(device=DeviceConfig(device="cpu", torch_threads=1), embed=embed)
 
 
 def facestream_fingerprint() -> str:
     """Changes whenever code or config (other than the device) on facestream's still path changes."""
+    cfg = analyzer_config()
+    box_map = REPO / "models" / "dlib_box_map.py"  # only read with predictor_start "dlib_box"
     files = [
-        *(REPO / "models").rglob("*.py"),
+        *(
+            f
+            for f in (REPO / "models").rglob("*.py")
+            if f != box_map or cfg.embed.predictor_start == "dlib_box"
+        ),
         REPO / "facestream" / "imageio.py",
         REPO / "facestream" / "types.py",
         REPO / "facestream" / "evaluation.py",
     ]
-    return _fingerprint(
-        [f"g{GENERATOR_VERSION}", analyzer_config().model_dump_json(exclude={"device"})], files
-    )
+    return _fingerprint([f"g{GENERATOR_VERSION}", cfg.model_dump_json(exclude={"device"})], files)
 
 
 def peer_fingerprint() -> str:
@@ -221,16 +231,20 @@ def peer_fingerprint() -> str:
 
 
 class ResultCache:
-    """``"variant|image" -> {"emb": [...] | None, "box": [...] | None}`` in one JSON file."""
+    """``"variant|image" -> {"emb": [...] | None, "box": [...] | None}`` in JSON files.
 
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
+    Written to ``<stem><suffix>.json``; read from every ``<stem>*.json`` (the shards of a
+    ``--shard`` run merge).
+    """
+
+    def __init__(self, directory: Path | None, stem: str, suffix: str = "") -> None:
+        self.path = None if directory is None else directory / f"{stem}{suffix}.json"
         self.data: dict[str, dict[str, Any]] = {}
-        if path is not None and path.is_file():
+        for f in [] if directory is None else sorted(directory.glob(f"{stem}*.json")):
             try:
-                self.data = json.loads(path.read_text())
+                self.data.update(json.loads(f.read_text()))
             except (OSError, ValueError) as e:
-                log.warning("ignoring unreadable cache %s (%s)", path, e)
+                log.warning("ignoring unreadable cache %s (%s)", f, e)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.data.get(key)
@@ -332,7 +346,24 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--no-cache", action="store_true", help="recompute every image (and do not save)")
     p.add_argument("--variants", default="", help="comma-separated subset of: " + ", ".join(VARIANTS))
+    p.add_argument(
+        "--only",
+        choices=PIPELINES,
+        help="only fill this pipeline's cache (no scoring, no result file): to run pipelines apart",
+    )
+    p.add_argument(
+        "--shard", default="0/1", help="I/N: with --only, only every N-th image from the I-th (parallel runs)"
+    )
+    p.add_argument(
+        "--predictor-start",
+        choices=("detector_box", "dlib_box"),
+        help="facestream's embed.predictor_start (default: its config default)",
+    )
     args = p.parse_args()
+    _OPTIONS["predictor_start"] = args.predictor_start
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
+    if not 0 <= shard < n_shards or (n_shards > 1 and not args.only):
+        raise SystemExit(f"--shard {args.shard}: need 0 <= I < N, and --only when N > 1")
     names = [v for v in args.variants.split(",") if v] or list(VARIANTS)
     for n in names:
         if n not in VARIANTS:
@@ -347,26 +378,31 @@ def main() -> None:
 
     cdir = None if args.no_cache else _cache_dir()
     fs_fp, peer_fp = facestream_fingerprint(), peer_fingerprint()
+    sfx = f"-s{shard}of{n_shards}" if n_shards > 1 else ""
     caches = {
-        "facestream": ResultCache(cdir / f"robustness-facestream-{fs_fp}.json" if cdir else None),
-        "face_recognition": ResultCache(
-            cdir / f"robustness-face_recognition-{peer_fp}.json" if cdir else None
-        ),
-        "ref": ResultCache(cdir / f"robustness-refbox-g{GENERATOR_VERSION}.json" if cdir else None),
+        "facestream": ResultCache(cdir, f"robustness-facestream-{fs_fp}", sfx),
+        "face_recognition": ResultCache(cdir, f"robustness-face_recognition-{peer_fp}", sfx),
+        "ref": ResultCache(cdir, f"robustness-refbox-g{GENERATOR_VERSION}", sfx),
     }
+    running = (args.only,) if args.only else PIPELINES
     pipes = Pipelines()
     torch_threads_one()
     emb: dict[str, dict[str, dict[str, np.ndarray | None]]] = {k: {v: {} for v in names} for k in PIPELINES}
     seconds = {k: 0.0 for k in PIPELINES}
     computed = {k: 0 for k in PIPELINES}
-    uncropped = 0
+    uncropped = done = 0
     spawn = multiprocessing.get_context("spawn")
     with (
         tempfile.TemporaryDirectory(prefix="facestream-robustness-") as tmp,
         ProcessPoolExecutor(1, mp_context=spawn) as peer_pool,
     ):
         for n_img, rel in enumerate(images):
-            todo = {k: [n for n in names if caches[k].get(f"{n}|{rel}") is None] for k in PIPELINES}
+            if n_img % n_shards != shard:
+                continue
+            todo = {
+                k: [n for n in names if k in running and caches[k].get(f"{n}|{rel}") is None]
+                for k in PIPELINES
+            }
             needed = [n for n in names if any(n in t for t in todo.values())]
             if needed:
                 base = base_image(load_image_file(root / rel).rgb)
@@ -394,12 +430,13 @@ def main() -> None:
                         caches["face_recognition"].put(f"{name}|{rel}", e, b)
                 for f in files.values():
                     f.unlink()
-            for k in PIPELINES:
+            for k in running:
                 for name in names:
                     hit = caches[k].data[f"{name}|{rel}"]
                     emb[k][name][rel] = None if hit["emb"] is None else np.asarray(hit["emb"], np.float32)
             uncropped += caches["ref"].data[rel]["box"] is None
-            if (n_img + 1) % 10 == 0 or n_img + 1 == len(images):
+            done += 1
+            if done % 5 == 0:
                 for c in caches.values():
                     c.save()
                 log.info(
@@ -410,6 +447,11 @@ def main() -> None:
                     {k: round(v) for k, v in seconds.items()},
                 )
 
+    for c in caches.values():
+        c.save()
+    if args.only:
+        log.info("filled the %s cache (shard %d of %d); no result file written", args.only, shard, n_shards)
+        return
     per: dict[str, dict[str, dict[str, float]]] = {}
     rows = []
     ratios: dict[str, float] = {}

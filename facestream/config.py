@@ -176,6 +176,12 @@ class EmbedConfig(_Model):
         description="also embed the mirrored chip and average (test-time augmentation): "
         "2x embedding cost for a small accuracy gain (see README, Accuracy)",
     )
+    predictor_start: Literal["detector_box", "dlib_box"] = Field(
+        "detector_box",
+        description="box dlib's shape predictors (5-point alignment, 68-point landmarks) start from: "
+        "the detector's own box, or the box dlib's detector would have drawn, mapped from MTCNN's box "
+        "and five points (models/dlib_box_map.py, fitted by python -m bench.alignment_fit)",
+    )
 
 
 class AnalyzerConfig(_Model):

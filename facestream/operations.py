@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,6 +41,10 @@ class Analyzer(Protocol):
 
     def analyze(self, images: list[np.ndarray]) -> list[FaceBatch]: ...
 
+    def landmarks_all(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:
+        """(n, 30, 2) px: Rekognition's ALL landmarks (facestream.types.ALL_LANDMARK_TYPES)."""
+        ...
+
 
 def check_purpose(purpose: str | None) -> str:
     """Every search/identification says why it is made; the reason goes to the audit log."""
@@ -68,6 +73,10 @@ def check_threshold(value: float, name: str = "threshold") -> float:
     return float(value)
 
 
+def _row(points: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if points is None else points[i]
+
+
 def check_max_faces(value: int | None, upper: int = 4096) -> int | None:
     if value is not None and not 1 <= value <= upper:
         raise InvalidParameter(f"max faces must be in [1, {upper}], got {value}")
@@ -81,12 +90,23 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
         self.audit = audit
 
     # --- detection ------------------------------------------------------------------------
-    def detect_faces(self, image: LoadedImage, max_faces: int | None = None) -> dict[str, Any]:
+    def detect_faces(
+        self, image: LoadedImage, max_faces: int | None = None, attributes: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """``attributes`` containing "ALL": Rekognition's 30 landmark types instead of the five."""
         check_max_faces(max_faces)
         batch = self.analyzer.detect([image.rgb])[0].largest_first()
         if max_faces is not None:
             batch = batch.select(np.arange(min(max_faces, len(batch))))
-        return {"FaceDetails": [face_detail(batch, i) for i in range(len(batch))]}
+        extra = self._all_landmarks(image, batch, attributes)
+        return {"FaceDetails": [face_detail(batch, i, _row(extra, i)) for i in range(len(batch))]}
+
+    def _all_landmarks(
+        self, image: LoadedImage, batch: FaceBatch, attributes: Sequence[str] | None
+    ) -> np.ndarray | None:
+        if not attributes or "ALL" not in attributes or len(batch) == 0:
+            return None
+        return self.analyzer.landmarks_all(image.rgb, batch)
 
     # --- comparison -----------------------------------------------------------------------
     def compare_faces(
@@ -126,6 +146,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
         external_image_id: str | None = None,
         max_faces: int | None = None,
         quality_filter: QualityFilter = QualityFilter.AUTO,
+        detection_attributes: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         check_max_faces(max_faces)
         info = self.store.describe_collection(collection)
@@ -150,8 +171,9 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
         indexed: list[dict[str, Any]] = []
         unindexed: list[dict[str, Any]] = []
         now_ms = int(time.time() * 1000)
+        extra = self._all_landmarks(image, batch, detection_attributes)
         for i in range(len(batch)):
-            detail = face_detail(batch, i)
+            detail = face_detail(batch, i, _row(extra, i))
             if reasons[i]:
                 unindexed.append({"Reasons": reasons[i], "FaceDetail": detail})
                 continue

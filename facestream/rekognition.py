@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facestream.types import LANDMARK_TYPES, FaceBatch
+from facestream.types import ALL_LANDMARK_TYPES, LANDMARK_TYPES, FaceBatch
 
 
 def bounding_box(box: np.ndarray, width: int, height: int) -> dict[str, float]:
@@ -23,16 +23,20 @@ def bounding_box(box: np.ndarray, width: int, height: int) -> dict[str, float]:
     }
 
 
-def face_detail(batch: FaceBatch, i: int) -> dict[str, Any]:
-    """One face as Rekognition's ``FaceDetail`` (DEFAULT attributes)."""
+def face_detail(batch: FaceBatch, i: int, all_landmarks: np.ndarray | None = None) -> dict[str, Any]:
+    """One face as Rekognition's ``FaceDetail``: DEFAULT attributes, with ``all_landmarks``
+    ((30, 2) px, :data:`ALL_LANDMARK_TYPES`; Attributes=["ALL"]) in place of the five."""
     w, h = batch.image_width, batch.image_height
     yaw, pitch, roll = (round(float(v), 3) for v in batch.pose[i])
+    types, points = (
+        (LANDMARK_TYPES, batch.landmarks[i]) if all_landmarks is None else (ALL_LANDMARK_TYPES, all_landmarks)
+    )
     return {
         "BoundingBox": bounding_box(batch.boxes[i], w, h),
         "Confidence": round(float(batch.scores[i]) * 100.0, 5),
         "Landmarks": [
             {"Type": t, "X": round(float(x) / w, 6), "Y": round(float(y) / h, 6)}
-            for t, (x, y) in zip(LANDMARK_TYPES, batch.landmarks[i], strict=True)
+            for t, (x, y) in zip(types, points, strict=True)
         ],
         "Pose": {"Yaw": yaw, "Pitch": pitch, "Roll": roll},
         "Quality": {

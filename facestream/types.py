@@ -12,6 +12,36 @@ import numpy as np
 
 #: MTCNN's five landmarks, in its order. Rekognition names for the same points.
 LANDMARK_TYPES: tuple[str, ...] = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+#: Rekognition's landmarks with ``Attributes=["ALL"]`` (derived from dlib's 68 points, see
+#: models/landmarks.py), in the order analyzers return them; "left" / "right" as in the image.
+ALL_LANDMARK_TYPES: tuple[str, ...] = (
+    *LANDMARK_TYPES,
+    "leftEyeBrowLeft",
+    "leftEyeBrowRight",
+    "leftEyeBrowUp",
+    "rightEyeBrowLeft",
+    "rightEyeBrowRight",
+    "rightEyeBrowUp",
+    "leftEyeLeft",
+    "leftEyeRight",
+    "leftEyeUp",
+    "leftEyeDown",
+    "rightEyeLeft",
+    "rightEyeRight",
+    "rightEyeUp",
+    "rightEyeDown",
+    "noseLeft",
+    "noseRight",
+    "mouthUp",
+    "mouthDown",
+    "leftPupil",
+    "rightPupil",
+    "upperJawlineLeft",
+    "midJawlineLeft",
+    "chinBottom",
+    "midJawlineRight",
+    "upperJawlineRight",
+)
 
 
 def _check(arr: np.ndarray, name: str, shape: tuple[int | None, ...]) -> None:

@@ -16,7 +16,12 @@ from models.detector import Detections, MtcnnDetector
 from models.device import Placement, choose_placement
 from models.embedders import Embedder, load_embedder
 from models.fastdetect import StreamDetector
-from models.landmarks import ShapePredictor5
+from models.landmarks import (
+    ShapePredictor5,
+    default_shape_predictor68_path,
+    dlib_start_boxes,
+    rekognition_landmarks,
+)
 from models.quality import brightness_sharpness, pose_from_landmarks
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class FaceAnalyzer:
         )
         self._embedder: Embedder | None = None
         self._shape_predictor: ShapePredictor5 | None = None
+        self._shape_predictor68: ShapePredictor5 | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -108,7 +114,24 @@ class FaceAnalyzer:
             return batch.landmarks
         if self._shape_predictor is None:
             self._shape_predictor = ShapePredictor5()
-        return self._shape_predictor.predict(image, batch.boxes)
+        return self._shape_predictor.predict(image, self.predictor_boxes(batch))
+
+    def predictor_boxes(self, batch: FaceBatch) -> np.ndarray:
+        """(n, 4) px boxes dlib's shape predictors start from (``embed.predictor_start``)."""
+        if self.config.embed.predictor_start == "dlib_box":
+            return dlib_start_boxes(batch.boxes, batch.landmarks)
+        return batch.boxes
+
+    def landmarks_all(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:
+        """(n, 30, 2) float32 px: Rekognition's ``ALL`` landmarks (in the order of
+        :data:`facestream.types.ALL_LANDMARK_TYPES`) from dlib's 68-point predictor, started
+        from the same boxes as the 5-point one. The ~100 MB model is loaded on first use only."""
+        if len(batch) == 0:
+            return np.zeros((0, 30, 2), np.float32)
+        if self._shape_predictor68 is None:
+            self._shape_predictor68 = ShapePredictor5(default_shape_predictor68_path())
+        points = self._shape_predictor68.predict(image, self.predictor_boxes(batch), round_to_pixel=False)
+        return rekognition_landmarks(points)[1]
 
     def embed_batches(self, images: list[np.ndarray], batches: list[FaceBatch]) -> list[FaceBatch]:
         """Add embeddings to detection-only batches (the faces of all images embedded together)."""

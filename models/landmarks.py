@@ -41,11 +41,14 @@ from pathlib import Path
 import numpy as np
 
 from facestream.errors import ModelUnavailable
+from facestream.types import ALL_LANDMARK_TYPES
 from models.embedders.dlib_dat import _Reader, load_converted
 
 logger = logging.getLogger(__name__)
 
 SP5_FILENAME = "shape_predictor_5_face_landmarks.dat"
+#: iBUG 300-W's 68 points (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67)
+SP68_FILENAME = "shape_predictor_68_face_landmarks.dat"
 #: Bumped when the cached arrays' layout changes; part of the cache file name.
 CACHE_FORMAT = 1
 NUM_PARTS = 5
@@ -294,6 +297,11 @@ def default_shape_predictor_path() -> Path:
     return Path(spec.origin).parent / "models" / SP5_FILENAME
 
 
+def default_shape_predictor68_path() -> Path:
+    """``shape_predictor_68_face_landmarks.dat`` (~100 MB) as shipped by face_recognition_models."""
+    return default_shape_predictor_path().parent / SP68_FILENAME
+
+
 def _cache_path(cache_dir: Path, sha: str) -> Path:
     return cache_dir / f"dlib_shape_predictor-{sha}-f{CACHE_FORMAT}.npz"
 
@@ -414,6 +422,42 @@ def dlib_chip_template(size: int = 150, padding: float = 0.25) -> np.ndarray:
     if size <= 0 or padding < 0:
         raise ValueError(f"dlib_chip_template: need size > 0 and padding >= 0, got {size}, {padding}")
     return ((padding + DLIB_5PT_MEAN_FACE) / (2 * padding + 1) * size).astype(np.float32)
+
+
+def mtcnn_face_features(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Features of MTCNN faces for :data:`DLIB_BOX_FROM_MTCNN`: (n, 12) float64 =
+    [1, height / width, the five points' (x, y) relative to the box centre, in box widths].
+
+    ``boxes`` (n, 4) x1, y1, x2, y2 px; ``points`` (n, 5, 2) MTCNN's five points, px.
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    p = np.asarray(points, np.float64).reshape(-1, 5, 2)
+    w = np.maximum(b[:, 2] - b[:, 0], 1e-6)
+    h = b[:, 3] - b[:, 1]
+    c = (b[:, :2] + b[:, 2:]) / 2
+    rel = (p - c[:, None, :]) / w[:, None, None]
+    return np.column_stack([np.ones(len(b)), h / w, rel.reshape(len(b), 10)])
+
+
+def dlib_start_boxes(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Where dlib's face detector would have boxed these MTCNN faces: (n, 4) float32 x1, y1, x2, y2.
+
+    dlib's shape predictors were trained on dlib-detector boxes, which sit lower and tighter on
+    the face than MTCNN's; starting the predictor from its own kind of box makes its points
+    independent of the detector's box style. The map is linear in
+    :func:`mtcnn_face_features`, fitted on shared images outside PAIRS.tsv by
+    ``python -m bench.alignment_fit``.
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if len(b) == 0:
+        return np.zeros((0, 4), np.float32)
+    from models.dlib_box_map import DLIB_BOX_FROM_MTCNN
+
+    t = mtcnn_face_features(b, points) @ DLIB_BOX_FROM_MTCNN
+    w = b[:, 2] - b[:, 0]
+    c = (b[:, :2] + b[:, 2:]) / 2 + t[:, :2] * w[:, None]
+    half = t[:, 2:] * w[:, None] / 2
+    return np.column_stack([c - half, c + half]).astype(np.float32)
 
 
 class ShapePredictor5:
@@ -587,15 +631,74 @@ class ShapePredictor5:
         return out.astype(np.float32)
 
 
+# ------------------------------------------------------------------------------------------------
+# Rekognition's landmark types from the 68 points
+
+#: Rekognition landmark type -> the iBUG 68-point indices averaged for it. "Left" / "right" are
+#: as seen in the image (the same convention as the five DEFAULT landmarks); iBUG numbers the
+#: jaw from the image-left ear (0) over the chin (8), brows and eyes image-left first, the eye
+#: contours clockwise from the outer corner (36 / 42 the image-left corner of each eye). The
+#: pupils are the eye contours' centres (no iris model here).
+REKOGNITION_FROM_68: dict[str, tuple[int, ...]] = {
+    "eyeLeft": (36, 37, 38, 39, 40, 41),
+    "eyeRight": (42, 43, 44, 45, 46, 47),
+    "nose": (30,),
+    "mouthLeft": (48,),
+    "mouthRight": (54,),
+    "leftEyeBrowLeft": (17,),
+    "leftEyeBrowRight": (21,),
+    "leftEyeBrowUp": (19,),
+    "rightEyeBrowLeft": (22,),
+    "rightEyeBrowRight": (26,),
+    "rightEyeBrowUp": (24,),
+    "leftEyeLeft": (36,),
+    "leftEyeRight": (39,),
+    "leftEyeUp": (37, 38),
+    "leftEyeDown": (40, 41),
+    "rightEyeLeft": (42,),
+    "rightEyeRight": (45,),
+    "rightEyeUp": (43, 44),
+    "rightEyeDown": (46, 47),
+    "noseLeft": (31,),
+    "noseRight": (35,),
+    "mouthUp": (51,),
+    "mouthDown": (57,),
+    "leftPupil": (36, 37, 38, 39, 40, 41),
+    "rightPupil": (42, 43, 44, 45, 46, 47),
+    "upperJawlineLeft": (0,),
+    "midJawlineLeft": (4,),
+    "chinBottom": (8,),
+    "midJawlineRight": (12,),
+    "upperJawlineRight": (16,),
+}
+
+
+def rekognition_landmarks(points68: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """(types, (n, T, 2) float32 px) of Rekognition's ``ALL`` landmarks from (n, 68, 2) points;
+    ``types`` is :data:`facestream.types.ALL_LANDMARK_TYPES`."""
+    p = np.asarray(points68, np.float64)
+    if p.ndim != 3 or p.shape[1:] != (68, 2):
+        raise ValueError(f"points68: expected shape (n, 68, 2), got {p.shape}")
+    types = ALL_LANDMARK_TYPES
+    out = np.stack([p[:, list(REKOGNITION_FROM_68[t])].mean(axis=1) for t in types], axis=1)
+    return types, out.astype(np.float32)
+
+
 __all__ = [
     "DLIB_5PT_MEAN_FACE",
+    "REKOGNITION_FROM_68",
     "SP5_FILENAME",
+    "SP68_FILENAME",
     "LoadedShapePredictor",
     "ShapePredictor5",
     "ShapePredictorModel",
     "boxes_to_rects",
+    "default_shape_predictor68_path",
     "default_shape_predictor_path",
     "dlib_chip_template",
+    "dlib_start_boxes",
     "load_shape_predictor",
+    "mtcnn_face_features",
     "parse_shape_predictor_dat",
+    "rekognition_landmarks",
 ]

@@ -53,3 +53,18 @@ class HandleAnalyzer:
 
     def analyze(self, images: list[np.ndarray]) -> list[FaceBatch]:
         return self._call("analyze", images)
+
+    def landmarks_all(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:
+        pending = self._handle.landmarks_all.remote(image, batch)
+        try:
+            return np.asarray(pending.result(timeout_s=self._timeout_s))
+        except TimeoutError:
+            pending.cancel()
+            raise ServiceTimeout(
+                f"face landmarks took longer than {self._timeout_s:.0f} s; retry later"
+            ) from None
+        except RayError as exc:
+            log.error("face analysis deployment failed: %s", exc)
+            raise AnalysisUnavailable(
+                f"the face analysis service failed ({type(exc).__name__}); retry later"
+            ) from None

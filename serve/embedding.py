@@ -109,6 +109,11 @@ class FaceAnalysisService:
     def model_name(self) -> str:
         return self.analyzer.model_name
 
+    async def landmarks_all(self, frame: np.ndarray, batch: FaceBatch) -> np.ndarray:
+        """Rekognition's ALL landmarks (n, 30, 2) px for ``batch``'s faces (not batched: rare,
+        and the 68-point model is loaded on the first such call)."""
+        return await asyncio.to_thread(self.analyzer.landmarks_all, frame, batch)
+
     def stats(self) -> dict[str, Any]:
         """Batch-size histogram and busy time of this replica (for tests and benchmarks)."""
         return {

@@ -124,7 +124,9 @@ class IndexFacesRequest(_Req):
     Image: ImageModel
     ExternalImageId: ExternalImageIdT | None = None
     DetectionAttributes: list[Attribute] | None = Field(
-        None, max_length=16, description="DEFAULT (ALL is accepted and returns the DEFAULT set)"
+        None,
+        max_length=16,
+        description="DEFAULT: five landmarks; ALL: Rekognition's 30 landmark types (dlib's 68-point model)",
     )
     MaxFaces: int | None = Field(None, ge=1, le=4096, description="index at most this many (largest) faces")
     QualityFilter: QualityFilterName = QualityFilterName.AUTO
@@ -168,7 +170,9 @@ class CompareFacesRequest(_Req):
 class DetectFacesRequest(_Req):
     Image: ImageModel
     Attributes: list[Attribute] | None = Field(
-        None, max_length=16, description="DEFAULT (ALL is accepted and returns the DEFAULT set)"
+        None,
+        max_length=16,
+        description="DEFAULT: five landmarks; ALL: Rekognition's 30 landmark types (dlib's 68-point model)",
     )
 
 

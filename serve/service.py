@@ -281,6 +281,7 @@ def _index_faces(s: ApiService, r: m.IndexFacesRequest, p: Principal, _: str | N
         external_image_id=r.ExternalImageId,
         max_faces=s.max_faces(r.MaxFaces),
         quality_filter=_qf(r.QualityFilter),
+        detection_attributes=r.DetectionAttributes,
     )
 
 
@@ -344,7 +345,7 @@ def _compare_faces(
 
 
 def _detect_faces(s: ApiService, r: m.DetectFacesRequest, p: Principal, _: str | None) -> dict[str, Any]:
-    return s.ops.detect_faces(s.image(r.Image), max_faces=s.max_faces(None))
+    return s.ops.detect_faces(s.image(r.Image), max_faces=s.max_faces(None), attributes=r.Attributes)
 
 
 def _create_user(s: ApiService, r: m.CreateUserRequest, p: Principal, _: str | None) -> dict[str, Any]:

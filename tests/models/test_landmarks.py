@@ -25,10 +25,12 @@ from models.landmarks import (
     ShapePredictor5,
     ShapePredictorModel,
     boxes_to_rects,
+    default_shape_predictor68_path,
     default_shape_predictor_path,
     dlib_chip_template,
     load_shape_predictor,
     parse_shape_predictor_dat,
+    rekognition_landmarks,
 )
 from tests.helpers import face, faces_dir, scaled
 
@@ -432,3 +434,75 @@ def test_trailing_bytes_are_refused(tmp_path: Path) -> None:
         f.write(b"\x00")
     with pytest.raises(ModelUnavailable, match="trailing"):
         parse_shape_predictor_dat(bad)
+
+
+# ------------------------------------------------------------------------------------------------
+# the 68-point predictor (same port, dlib's 68-point model) and Rekognition's landmark types
+
+
+@pytest.fixture(scope="module")
+def predictor68() -> ShapePredictor5:
+    """Parsed once per machine into the default cache (the .dat is ~100 MB)."""
+    return ShapePredictor5(default_shape_predictor68_path())
+
+
+@pytest.mark.slow
+def test_68_points_match_dlib(predictor68: ShapePredictor5, photos: list[Photo]) -> None:
+    dlib = pytest.importorskip("dlib")
+    reference = dlib.shape_predictor(str(default_shape_predictor68_path()))
+    errors = []
+    for photo in photos:
+        ours = predictor68.predict(photo.rgb, photo.boxes)
+        theirs = np.stack([_points(s) for s in _dlib_shapes(reference, photo)])
+        assert ours.shape == theirs.shape == (len(photo.boxes), 68, 2)
+        errors.extend(np.abs(ours - theirs).reshape(len(ours), -1).max(axis=1))
+    err = np.asarray(errors)
+    within = float((err <= 0.05).mean())
+    logger.info(
+        "68 points, %d faces: %.1f%% within 0.05 px of dlib, %d exact, max error %.3g px",
+        len(err),
+        100 * within,
+        int((err == 0).sum()),
+        err.max(),
+    )
+    assert len(err) >= MIN_FACES
+    assert within >= 0.95, err
+    assert err.max() <= 1.0, err
+
+
+@pytest.mark.slow
+def test_rekognition_landmarks_from_68(predictor68: ShapePredictor5, photos: list[Photo]) -> None:
+    photo = next(p for p in photos if p.rel.endswith("obama.jpg"))
+    types, pts = rekognition_landmarks(predictor68.predict(photo.rgb, photo.boxes[:1]))
+    assert len(types) == len(set(types)) == 30 and pts.shape == (1, 30, 2)
+    at = {t: pts[0, i] for i, t in enumerate(types)}
+    x1, y1, x2, y2 = photo.boxes[0]
+    margin = 0.25 * (x2 - x1)
+    for t, (x, y) in at.items():  # every point on the face (jaw and brows may leave MTCNN's box a bit)
+        assert x1 - margin <= x <= x2 + margin and y1 - margin <= y <= y2 + margin, t
+    # image-left before image-right; brows over eyes over nose over mouth over chin
+    for left, right in [
+        ("eyeLeft", "eyeRight"),
+        ("mouthLeft", "mouthRight"),
+        ("leftEyeLeft", "leftEyeRight"),
+        ("rightEyeLeft", "rightEyeRight"),
+        ("noseLeft", "noseRight"),
+        ("upperJawlineLeft", "upperJawlineRight"),
+        ("midJawlineLeft", "midJawlineRight"),
+        ("leftEyeBrowLeft", "rightEyeBrowRight"),
+    ]:
+        assert at[left][0] < at[right][0], (left, right)
+    ys = [
+        at[t][1]
+        for t in ("leftEyeBrowUp", "leftEyeUp", "leftEyeDown", "nose", "mouthUp", "mouthDown", "chinBottom")
+    ]
+    assert ys == sorted(ys)
+    # the pupils are the eye centres, between each eye's corners
+    assert at["leftEyeLeft"][0] < at["leftPupil"][0] < at["leftEyeRight"][0]
+
+
+def test_rekognition_landmarks_shape_check() -> None:
+    with pytest.raises(ValueError, match=r"\(n, 68, 2\)"):
+        rekognition_landmarks(np.zeros((1, 5, 2)))
+    types, pts = rekognition_landmarks(np.zeros((0, 68, 2)))
+    assert pts.shape == (0, 30, 2) and types[:5] == ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
