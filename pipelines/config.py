@@ -263,6 +263,15 @@ class TrackerConfig(_Model):
         "sees weak evidence too; events still need the aggregate at or above the threshold",
     )
 
+    @model_validator(mode="after")
+    def _identity_order(self) -> TrackerConfig:
+        if self.different_person_similarity > self.same_person_similarity:
+            raise ValueError(
+                f"different_person_similarity ({self.different_person_similarity}) must not exceed "
+                f"same_person_similarity ({self.same_person_similarity})"
+            )
+        return self
+
 
 class JsonlSinkConfig(_Model):
     kind: Literal["jsonl"] = "jsonl"

@@ -208,3 +208,20 @@ def test_a_face_cannot_change_size_faster_than_a_person_moves(model: str) -> Non
     assert close.track_id != small.track_id
     # Growing 1.5x in 0.2 s (walking towards the camera) stays one track.
     assert tr.observe(_info(0.4), _batch(model, [_box(290, y=50, w=240)], [_at(model, c, 95.0, 82)])) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"different_person_similarity": 85.0}, "must not exceed"),
+        ({"same_person_similarity": 101.0}, "less than or equal"),
+        ({"drift_frames": 0}, "greater than or equal"),
+        ({"max_speed_face_widths_per_s": 0.0}, "greater than"),
+        ({"cosine_link_min": 0.55}, "Extra inputs"),  # the raw-cosine setting is gone
+    ],
+)
+def test_tracker_config_rejects_bad_values(model: str, bad: dict[str, float], match: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=match):
+        TrackerConfig(**bad)
