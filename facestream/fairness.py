@@ -9,8 +9,12 @@ with a few hundred pairs per group, differences smaller than the intervals mean 
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -138,3 +142,34 @@ def plot_group_rates(rates: list[GroupRates], threshold: float, model: str, path
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
+
+
+def error_report_paths(home: Path) -> tuple[Path, Path]:
+    """Where ``report errors --save`` keeps the latest report: (JSON, PNG) under ``<home>/reports``.
+    The API's ``GetErrorReport`` (the console's Error rates page) reads them."""
+    return home / "reports" / "errors.json", home / "reports" / "errors.png"
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN (a rate over zero pairs) as null: the saved file must be strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def save_error_report(home: Path, out: dict[str, Any], plot: Callable[[Path], None]) -> tuple[Path, Path]:
+    """Write the report JSON and its plot atomically (a reader never sees half a file)."""
+    json_path, png_path = error_report_paths(home)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_png = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
+    plot(tmp_png)
+    os.replace(tmp_png, png_path)
+    doc = _json_safe({**out, "plot": png_path.name, "generated_at_ms": int(time.time() * 1000)})
+    tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
+    tmp_json.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=1), encoding="utf-8")
+    os.replace(tmp_json, json_path)
+    return json_path, png_path

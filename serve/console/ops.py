@@ -29,8 +29,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from facestream.audit import AuditLog
-from facestream.cli_accountability import error_report_paths
 from facestream.errors import AuditIntegrityError, InvalidParameter
+from facestream.fairness import error_report_paths
 from serve.keys import Role
 from serve.models import CollectionIdT, FaceIdT
 from serve.service import ALL_ROLES, AUDIT, ApiService, Operation, Principal

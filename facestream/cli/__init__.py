@@ -271,7 +271,7 @@ def cmd_search(ctx: Context) -> None:
 
 
 def cmd_demo(ctx: Context) -> None:
-    from facestream.demo import run_demo
+    from facestream.cli.demo import run_demo
 
     run_demo(ctx)
 
@@ -395,14 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules with a ``register(subparsers, add_common_flags)`` function adding their commands.
 _EXTENSIONS: tuple[str, ...] = (
-    "facestream.cli_audit",
-    "facestream.cli_models",
-    "facestream.cli_privacy",
-    "facestream.cli_accountability",
-    "facestream.cli_review",
+    "facestream.cli.audit",
+    "facestream.cli.models",
+    "facestream.cli.privacy",
+    "facestream.cli.accountability",
+    "facestream.cli.review",
     "pipelines.evidence",
-    "serve.cli",
-    "pipelines.cli",
+    "facestream.cli.api",
+    "facestream.cli.streams",
 )
 
 
@@ -429,7 +429,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr.write(f"error: {exc.message}\n")
             return _exit_code(exc)
     return EXIT_FAILED  # pragma: no cover - ExitStack does not swallow
-
-
-if __name__ == "__main__":
-    sys.exit(main())

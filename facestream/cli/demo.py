@@ -87,8 +87,8 @@ def _gallery(gallery: str | None) -> list[tuple[str, LoadedImage]]:
 
 def run_demo(ctx: Any) -> None:
     """Enrol the gallery, run one stream processor over the clip, print its match events."""
+    from facestream.cli.streams import runtime_from
     from facestream.operations import check_purpose
-    from pipelines.cli import runtime_from
     from pipelines.config import JsonlSinkConfig, ProcessorSettings
     from pipelines.gallery import enrol, ensure_collection
     from pipelines.urls import check_source, source_from_url

@@ -158,7 +158,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
 
     demo = sub.choices.get("demo")
     if demo is not None:
-        # `facestream demo` runs the stream path (facestream/demo.py); these inputs are ours.
+        # `facestream demo` runs the stream path (facestream/cli/demo.py); these inputs are ours.
         demo.add_argument("--source", help="a stream URL or video file instead of the generated clip")
         demo.add_argument("--duration-s", type=float, default=None, help="stop a live --source after N s")
 

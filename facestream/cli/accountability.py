@@ -4,10 +4,6 @@ and per group, measured on a labelled pairs file (img1, img2, same, identity1, i
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,37 +11,6 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import FileNotFound, InvalidParameter
-
-
-def error_report_paths(home: Path) -> tuple[Path, Path]:
-    """Where ``report errors --save`` keeps the latest report: (JSON, PNG) under ``<home>/reports``.
-    The API's ``GetErrorReport`` (the console's Error rates page) reads them."""
-    return home / "reports" / "errors.json", home / "reports" / "errors.png"
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN (a rate over zero pairs) as null: the saved file must be strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def _save_report(home: Path, out: dict[str, Any], plot: Any) -> tuple[Path, Path]:
-    """Write the report JSON and its plot atomically (a reader never sees half a file)."""
-    json_path, png_path = error_report_paths(home)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_png = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
-    plot(tmp_png)
-    os.replace(tmp_png, png_path)
-    doc = _json_safe({**out, "plot": png_path.name, "generated_at_ms": int(time.time() * 1000)})
-    tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=1), encoding="utf-8")
-    os.replace(tmp_json, json_path)
-    return json_path, png_path
 
 
 def _scores(ctx: Any) -> tuple[list[Any], np.ndarray, np.ndarray]:
@@ -83,7 +48,13 @@ def cmd_calibrate(ctx: Any) -> None:
 
 
 def cmd_report(ctx: Any) -> None:
-    from facestream.fairness import group_error_rates, plot_group_rates, rates_json, read_groups
+    from facestream.fairness import (
+        group_error_rates,
+        plot_group_rates,
+        rates_json,
+        read_groups,
+        save_error_report,
+    )
     from facestream.profiles import resolve_profile
 
     threshold = resolve_profile(ctx.args.profile).threshold(ctx.args.threshold)
@@ -106,7 +77,7 @@ def cmd_report(ctx: Any) -> None:
     if ctx.args.plot:
         human += f"\nplot written to {ctx.args.plot}"
     if ctx.args.save:
-        saved, _ = _save_report(
+        saved, _ = save_error_report(
             ctx.settings.home,
             {**out, "pairs": len(pairs), "pairs_file": Path(ctx.args.pairs).name},
             lambda path: plot_group_rates(rates, threshold, ctx.analyzer.model_name, path),
