@@ -4,8 +4,9 @@ Two independent checks (calibrated on the shared photos, see ``bench.detect_stil
 
 * **Five-point geometry** (:func:`plausible_landmarks`): all five points inside the (unclipped)
   box, the eye distance a sensible share of the box width, the mouth below the eyes, and the
-  head pose (from the points, :func:`models.quality.pose_from_landmarks`) within limits MTCNN
-  can actually produce for a real face. O-Net's points on background clutter often break one.
+  head's yaw and pitch (from the points, :func:`models.quality.pose_from_landmarks`) within
+  limits a real face shows (any roll: a head tilted 70 degrees is still found). O-Net's
+  points on background clutter often break one.
 * **Colour independence** (:func:`grey_scores`): a face is still a face without its colours.
   O-Net re-scores each uncertain face on a greyscale copy of its crop; false faces on dark or
   colourful background patches (skin-like hues, textures) lose most of their score there,
@@ -26,8 +27,9 @@ from models.quality import pose_from_landmarks
 _INSIDE_SLACK = 0.1
 #: eye distance over box width: frontal MTCNN faces ~0.4-0.6, full profiles ~0.2
 _IOD_RANGE = (0.12, 0.85)
-#: |yaw|, |pitch|, |roll| in degrees beyond which MTCNN's points describe no real head
-_MAX_POSE = (80.0, 65.0, 60.0)
+#: |yaw|, |pitch| in degrees beyond which MTCNN's points describe no real head (roll is free:
+#: a tilted head is a head, and Rekognition restricts no roll)
+_MAX_POSE = (80.0, 65.0)
 
 
 def plausible_landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -56,7 +58,7 @@ def plausible_landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
     mouth_drop = (((p[:, 3] + p[:, 4]) / 2 - (p[:, 0] + p[:, 1]) / 2) * down).sum(axis=1)
     order_ok = mouth_drop > 0
     pose = np.abs(pose_from_landmarks(points.astype(np.float32)))
-    pose_ok = (pose[:, 0] <= _MAX_POSE[0]) & (pose[:, 1] <= _MAX_POSE[1]) & (pose[:, 2] <= _MAX_POSE[2])
+    pose_ok = (pose[:, 0] <= _MAX_POSE[0]) & (pose[:, 1] <= _MAX_POSE[1])
     return np.asarray(inside & iod_ok & order_ok & pose_ok, dtype=bool)
 
 

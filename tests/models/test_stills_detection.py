@@ -180,3 +180,9 @@ def test_small_face_in_a_small_photo_is_indexed_with_the_default_filter(
         assert min(sizes) < 36
     finally:
         store.close()
+
+
+def test_strongly_tilted_head_passes_the_plausibility_check(analyzer: FaceAnalyzer) -> None:
+    # roll ~70 degrees: a head, so no roll limit (pose limits are on yaw and pitch only)
+    rgb = load_image_file(face("insightface/cpp-package/inspireface/test_res/data/pose/left_wryneck.png")).rgb
+    assert len(analyzer.detect([rgb])[0]) == 1
