@@ -43,14 +43,14 @@ log = logging.getLogger("bench.accuracy")
 
 
 def facestream_embeddings(
-    pairs: list[Pair], precision: str, flip: bool = False
+    pairs: list[Pair], precision: str, flip: bool = False, predictor_start: str | None = None
 ) -> tuple[dict[str, np.ndarray | None], float]:
     from models.analyzer import FaceAnalyzer
 
-    cfg = AnalyzerConfig(
-        device=DeviceConfig(device="cpu", precision=precision),
-        embed=EmbedConfig(flip_augment=flip),
-    )
+    embed = EmbedConfig(flip_augment=flip)
+    if predictor_start is not None:
+        embed = embed.model_copy(update={"predictor_start": predictor_start})
+    cfg = AnalyzerConfig(device=DeviceConfig(device="cpu", precision=precision), embed=embed)
     analyzer = FaceAnalyzer(cfg)
     t0 = time.perf_counter()
     out = embed_pair_images(pairs, faces_dir(), analyzer)
@@ -68,7 +68,13 @@ def peer_embeddings(paths: list[str]) -> tuple[dict[str, np.ndarray | None], flo
 
 def main() -> None:
     setup_logging()
-    args = parser(__doc__.splitlines()[0]).parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--predictor-start",
+        choices=("detector_box", "dlib_box"),
+        help="facestream's embed.predictor_start (default: its config default)",
+    )
+    args = p.parse_args()
     pairs = read_pairs(faces_dir() / "PAIRS.tsv")
     if args.quick:
         pairs = pairs[::4]
@@ -78,7 +84,7 @@ def main() -> None:
         "%d pairs (%d genuine, %d impostor) over %d images", len(pairs), same.sum(), (~same).sum(), len(paths)
     )
 
-    ours, t_ours = facestream_embeddings(pairs, "fp32")
+    ours, t_ours = facestream_embeddings(pairs, "fp32", predictor_start=args.predictor_start)
     peer, t_peer = peer_embeddings(paths)
     s_ours = pair_cosines(ours, pairs)
     s_peer = distance_scores(peer, pairs)
@@ -98,7 +104,7 @@ def main() -> None:
     variants = [("bf16", "bf16", False)] + ([] if args.quick else [("fp32 + flip", "fp32", True)])
     if variants:
         for label, precision, flip in variants:
-            emb, t = facestream_embeddings(pairs, precision, flip)
+            emb, t = facestream_embeddings(pairs, precision, flip, args.predictor_start)
             m = verification_metrics(pair_cosines(emb, pairs), same)
             rows.append([f"facestream dlib-resnet {label}", *[m[k] for k in m], t / len(paths)])
             details[f"facestream_{label.replace(' + ', '_')}"] = m

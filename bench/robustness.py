@@ -385,6 +385,12 @@ def main() -> None:
         "ref": ResultCache(cdir, f"robustness-refbox-g{GENERATOR_VERSION}", sfx),
     }
     running = (args.only,) if args.only else PIPELINES
+
+    def save() -> None:
+        # only what this process computes: another process may be filling the other caches
+        for k in (*running, "ref"):
+            caches[k].save()
+
     pipes = Pipelines()
     torch_threads_one()
     emb: dict[str, dict[str, dict[str, np.ndarray | None]]] = {k: {v: {} for v in names} for k in PIPELINES}
@@ -437,8 +443,7 @@ def main() -> None:
             uncropped += caches["ref"].data[rel]["box"] is None
             done += 1
             if done % 5 == 0:
-                for c in caches.values():
-                    c.save()
+                save()
                 log.info(
                     "%d/%d images; computed %s in %s s",
                     n_img + 1,
@@ -447,8 +452,7 @@ def main() -> None:
                     {k: round(v) for k, v in seconds.items()},
                 )
 
-    for c in caches.values():
-        c.save()
+    save()
     if args.only:
         log.info("filled the %s cache (shard %d of %d); no result file written", args.only, shard, n_shards)
         return
