@@ -110,7 +110,7 @@ class DetectorConfig(_Model):
         0.90, ge=0.0, le=1.0, description="final face probability below which a face is dropped"
     )
     sure_confidence: float = Field(
-        0.99,
+        0.95,
         ge=0.0,
         le=1.0,
         description="faces scoring below this must also score grey_min_confidence on a greyscale "

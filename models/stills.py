@@ -74,6 +74,15 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * step) for i in range(n)]
 
 
+def _side(length: int, tile: int, overlap: int) -> int:
+    """The smallest tile side (<= ``tile``) that covers ``length`` with as few tiles as ``tile``
+    would: the overlap stays what is needed, not whatever is left over."""
+    if length <= tile:
+        return length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return min(tile, math.ceil((length + (n - 1) * overlap) / n) + 1)  # +1: starts are rounded
+
+
 def tile_grid(height: int, width: int, tile_px: int, overlap_px: int) -> list[Tile]:
     """Equal-sized tiles (so they batch) covering the image, neighbours overlapping >= ``overlap_px``.
 
@@ -81,7 +90,7 @@ def tile_grid(height: int, width: int, tile_px: int, overlap_px: int) -> list[Ti
     """
     if overlap_px >= tile_px:
         raise ValueError(f"overlap {overlap_px} px must be smaller than the tile {tile_px} px")
-    th, tw = min(tile_px, height), min(tile_px, width)
+    th, tw = _side(height, tile_px, overlap_px), _side(width, tile_px, overlap_px)
     ys, xs = _starts(height, th, overlap_px), _starts(width, tw, overlap_px)
     out = []
     for y in ys:
