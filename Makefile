@@ -7,10 +7,12 @@ setup:
 demo: setup
 	.venv/bin/facestream demo --purpose "demo: local walkthrough"
 
-# The exact command CI runs (.ci/run): lint, type-check, then the whole suite incl. slow tests.
+# The exact command CI runs (.ci/run): lint, type-check, the import contracts (.importlinter), then
+# the whole suite incl. slow tests.
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
 	.venv/bin/python -m pytest -q
 
 bench: setup

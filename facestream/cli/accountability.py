@@ -4,16 +4,19 @@ and per group, measured on a labelled pairs file (img1, img2, same, identity1, i
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facestream.cli.context import Context, Subcommands, add_common_flags
 from facestream.errors import FileNotFound, InvalidParameter
 
+if TYPE_CHECKING:
+    from facestream.evaluation import Pair
 
-def _scores(ctx: Any) -> tuple[list[Any], np.ndarray, np.ndarray]:
+
+def _scores(ctx: Context) -> tuple[list[Pair], np.ndarray, np.ndarray]:
     from facestream.evaluation import embed_pair_images, pair_cosines, read_pairs
     from facestream.similarity import cosine_to_similarity
 
@@ -33,7 +36,7 @@ def _scores(ctx: Any) -> tuple[list[Any], np.ndarray, np.ndarray]:
     return pairs, sims, same
 
 
-def cmd_calibrate(ctx: Any) -> None:
+def cmd_calibrate(ctx: Context) -> None:
     from facestream.fairness import calibrate
 
     pairs, sims, same = _scores(ctx)
@@ -47,7 +50,7 @@ def cmd_calibrate(ctx: Any) -> None:
     ctx.emit(out, human)
 
 
-def cmd_report(ctx: Any) -> None:
+def cmd_report(ctx: Context) -> None:
     from facestream.fairness import (
         group_error_rates,
         plot_group_rates,
@@ -93,7 +96,7 @@ def _pairs_args(q: argparse.ArgumentParser) -> None:
     q.add_argument("--include-flagged", action="store_true", help="also use pairs with a flag (near-dups)")
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     q: argparse.ArgumentParser = sub.add_parser(
         "calibrate", help="Similarity threshold for a target false-match rate, from labelled pairs"
     )
@@ -101,7 +104,7 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     q.add_argument(
         "--target-fmr", type=float, nargs="+", default=[1e-2, 1e-3], help="target false-match rates"
     )
-    common(q, store=False)
+    add_common_flags(q, store=False)
     q.set_defaults(fn=cmd_calibrate)
 
     p = sub.add_parser("report", help="accountability reports")
@@ -117,5 +120,5 @@ def register(sub: Any, common: Callable[..., None]) -> None:
         action="store_true",
         help="also keep this report (JSON + plot) as the latest under <home>/reports/ for the API/console",
     )
-    common(q, store=False)
+    add_common_flags(q, store=False)
     q.set_defaults(fn=cmd_report)

@@ -12,23 +12,28 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from facestream.cli.context import Context, Subcommands, add_common_flags
+
+if TYPE_CHECKING:
+    from serve.config import ApiAppArgs
+    from serve.keys import KeyStore
 
 log = logging.getLogger(__name__)
 
 SERVE_APP_NAME = "facestream"
 
 
-def _keystore(ctx: Any) -> Any:
+def _keystore(ctx: Context) -> KeyStore:
     from serve.keys import KeyStore, load_master_key
 
     home = Path(ctx.settings.home)
     return KeyStore(home / "keys.sqlite", load_master_key(home, create=True))
 
 
-def cmd_keys(ctx: Any) -> None:
+def cmd_keys(ctx: Context) -> None:
     from facestream.audit import Actor
 
     a = ctx.args
@@ -51,12 +56,12 @@ def cmd_keys(ctx: Any) -> None:
             info = k.to_json()
             ctx.emit(info, f"{k.access_key_id} {k.role.value:<8} {info['Status']} {k.description}")
     elif a.action == "revoke":
-        info = ks.revoke(a.key_id)
+        revoked = ks.revoke(a.key_id)
         ctx.audit.append(actor=Actor.local_cli(), operation="RevokeAccessKey", inputs={"key_id": a.key_id})
-        ctx.emit(info.to_json(), f"revoked {info.access_key_id}")
+        ctx.emit(revoked.to_json(), f"revoked {revoked.access_key_id}")
 
 
-def app_args_from(ctx: Any, config_file: str | None) -> Any:
+def app_args_from(ctx: Context, config_file: str | None) -> ApiAppArgs:
     """ApiAppArgs from a JSON/YAML file (if given), with the CLI's store/model settings on top."""
     from facestream.config import EmbeddingServiceConfig
     from serve.config import ApiAppArgs
@@ -85,7 +90,7 @@ def app_args_from(ctx: Any, config_file: str | None) -> Any:
     return args.model_copy(update={"api": api, "embedding": emb})
 
 
-def cmd_serve(ctx: Any) -> None:
+def cmd_serve(ctx: Context) -> None:
     import ray
     from ray import serve
 
@@ -125,20 +130,20 @@ def cmd_serve(ctx: Any) -> None:
             signal.signal(s, h)
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser("keys", help="create | list | revoke API access keys")
     ksub = p.add_subparsers(dest="action", required=True)
     q = ksub.add_parser("create", help="a new key; its secret is shown once")
     q.add_argument("--role", required=True, choices=["admin", "indexer", "searcher", "auditor", "viewer"])
     q.add_argument("--description", help="who or what the key is for")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_keys)
     q = ksub.add_parser("list", help="every key with its role and status (never a secret)")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_keys)
     q = ksub.add_parser("revoke", help="revoke a key at once")
     q.add_argument("key_id")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_keys)
 
     p = sub.add_parser("serve", help="run the HTTP API (Rekognition protocol + /v1) on Ray Serve")
@@ -146,5 +151,5 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--config", help="ApiAppArgs as JSON or YAML (the `args:` of cluster/serve.yaml)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray (default: all)")
-    common(p)
+    add_common_flags(p)
     p.set_defaults(fn=cmd_serve)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
 
+from facestream.cli.context import Context, Subcommands, add_common_flags
 from facestream.errors import AuditIntegrityError
 
 
-def cmd_audit(ctx: Any) -> None:
+def cmd_audit(ctx: Context) -> None:
     a = ctx.args
     audit = ctx.audit
     if a.action == "verify":
@@ -37,11 +36,11 @@ def cmd_audit(ctx: Any) -> None:
             ctx.emit(e, f"{e['seq']:>6} {e['ts_ms']} {who} {e['operation']} {e.get('purpose') or ''}")
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser("audit", help="verify | list the audit trail")
     asub = p.add_subparsers(dest="action", required=True)
     q = asub.add_parser("verify", help="recompute the hash chain; non-zero exit names the first bad entry")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_audit)
     q = asub.add_parser("list", help="entries, oldest first, with filters")
     q.add_argument("--operation")
@@ -50,5 +49,5 @@ def register(sub: Any, common: Callable[..., None]) -> None:
     q.add_argument("--since-ms", type=int)
     q.add_argument("--until-ms", type=int)
     q.add_argument("--limit", type=int)
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_audit)

@@ -13,18 +13,24 @@ store actor, match records to a JSON-lines sink, the audit log.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from facestream.audit import Actor
+from facestream.cli.context import Context, Subcommands, add_common_flags, add_profile_flag
+from facestream.cli.streams import runtime_from
 from facestream.errors import InvalidParameter
 from facestream.imageio import LoadedImage, load_image_file
+
+if TYPE_CHECKING:
+    from pipelines.config import ProcessorSettings, RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +91,8 @@ def _gallery(gallery: str | None) -> list[tuple[str, LoadedImage]]:
     return [("eileen-collins", decode_image(buf.getvalue(), name="astronaut"))]
 
 
-def run_demo(ctx: Any) -> None:
+def run_demo(ctx: Context) -> None:
     """Enrol the gallery, run one stream processor over the clip, print its match events."""
-    from facestream.cli.streams import runtime_from
     from facestream.operations import check_purpose
     from pipelines.config import JsonlSinkConfig, ProcessorSettings
     from pipelines.gallery import enrol, ensure_collection
@@ -99,7 +104,7 @@ def run_demo(ctx: Any) -> None:
     gallery = _gallery(a.gallery)
     runtime = runtime_from(ctx)
     demo_dir = (runtime.home / "demo").resolve()
-    if getattr(a, "source", None):
+    if a.source:
         source = source_from_url(a.source)
     else:
         source = source_from_url(str(demo_clip(demo_dir / "astronaut.mp4")))
@@ -138,7 +143,7 @@ def run_demo(ctx: Any) -> None:
                 ctx, {"event": "indexed", "ExternalImageId": label, "faces": n}, f"enrolled {label}: {n} face"
             )
 
-    final = _run(runtime, settings, actor, enrol_gallery, getattr(a, "duration_s", None))
+    final = _run(runtime, settings, actor, enrol_gallery, a.duration_s)
     records = [json.loads(x) for x in events_path.read_text().splitlines()] if events_path.exists() else []
     for r in records:
         m = r["FaceSearchResponse"][0]["MatchedFaces"][0]
@@ -181,7 +186,11 @@ def run_demo(ctx: Any) -> None:
 
 
 def _run(
-    runtime: Any, settings: Any, actor: Actor, before: Callable[[], None], duration_s: float | None
+    runtime: RuntimeConfig,
+    settings: ProcessorSettings,
+    actor: Actor,
+    before: Callable[[], None],
+    duration_s: float | None,
 ) -> dict[str, Any]:
     """One Ray session: enrol the gallery (``before``), then run the processor to its end."""
     from pipelines.runtime import ensure_ray
@@ -204,6 +213,19 @@ def _run(
             ray.shutdown()
 
 
-def _say(ctx: Any, obj: dict[str, Any], human: str) -> None:
+def _say(ctx: Context, obj: dict[str, Any], human: str) -> None:
     sys.stdout.write((json.dumps(obj) if ctx.args.json else human) + "\n")
     sys.stdout.flush()
+
+
+def register(sub: Subcommands) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo", help="the whole path on the embedded defaults, no outside input"
+    )
+    p.add_argument("--purpose", required=True, help="why this demo search is made; audited")
+    p.add_argument("--gallery", help="a folder of reference photos (default: scikit-image's astronaut)")
+    add_profile_flag(p)
+    add_common_flags(p)
+    p.add_argument("--source", help="a stream URL or video file instead of the generated clip")
+    p.add_argument("--duration-s", type=float, default=None, help="stop a live --source after N s")
+    p.set_defaults(fn=run_demo)

@@ -7,14 +7,13 @@ network access; serving replicas only ever read verified local files.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from facestream.cli.context import Context, Subcommands, add_common_flags
 from facestream.errors import InvalidParameter
 
 
-def cmd_models(ctx: Any) -> None:
+def cmd_models(ctx: Context) -> None:
     from models.embedders import MODEL_DIMS
 
     a = ctx.args
@@ -35,14 +34,14 @@ def cmd_models(ctx: Any) -> None:
     ctx.emit({"model": a.name, "path": str(path), "sha256": WEIGHTS_SHA256}, f"{a.name}: {path}")
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser("models", help="list embedding models | fetch their weights")
     msub = p.add_subparsers(dest="action", required=True)
     q = msub.add_parser("list")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_models)
     q = msub.add_parser("fetch", help="download and verify weights (needs network access)")
     q.add_argument("name", help="facenet-vggface2")
     q.add_argument("--dest", help="directory (default: the facestream cache, FACESTREAM_CACHE_DIR)")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_models)

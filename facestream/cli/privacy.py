@@ -4,14 +4,17 @@ deleting biometric data when due or asked."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from facestream.audit import Actor
+from facestream.cli.context import Context, Subcommands, add_common_flags
+
+if TYPE_CHECKING:
+    from pipelines.sinks import EventStore
 
 
-def _events(ctx: Any) -> Any:
+def _events(ctx: Context) -> EventStore | None:
     """The deployment's match-event store (``<home>/events.sqlite3``), if it exists."""
     from pipelines.sinks import EventStore
 
@@ -19,7 +22,7 @@ def _events(ctx: Any) -> Any:
     return EventStore(path) if path.exists() else None
 
 
-def cmd_retention(ctx: Any) -> None:
+def cmd_retention(ctx: Context) -> None:
     from facestream.privacy import enforce_retention
 
     rep = enforce_retention(
@@ -37,7 +40,7 @@ def cmd_retention(ctx: Any) -> None:
     ctx.emit(rep, human)
 
 
-def cmd_erase(ctx: Any) -> None:
+def cmd_erase(ctx: Context) -> None:
     from facestream.privacy import erase_person
 
     a = ctx.args
@@ -61,23 +64,23 @@ def cmd_erase(ctx: Any) -> None:
     )
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser("retention", help="enforce per-collection retention")
     rsub = p.add_subparsers(dest="action", required=True)
     q = rsub.add_parser("enforce", help="delete faces older than their collection's retention period")
     q.add_argument("--now-ms", type=int, help="the time to enforce at (epoch ms; default: now)")
     q.add_argument("--events-retention-days", type=int, help="also delete match events older than this")
-    common(q, model=False)
+    add_common_flags(q, model=False)
     q.set_defaults(fn=cmd_retention)
 
     p = sub.add_parser("erase", help="delete everything stored of one person (subject erasure request)")
-    _erase_args(p, common)
+    _erase_args(p)
     p = sub.add_parser("privacy", help="privacy requests: erase (the same as `facestream erase`)")
     psub = p.add_subparsers(dest="action", required=True)
-    _erase_args(psub.add_parser("erase", help="delete everything stored of one person"), common)
+    _erase_args(psub.add_parser("erase", help="delete everything stored of one person"))
 
 
-def _erase_args(p: argparse.ArgumentParser, common: Callable[..., None]) -> None:
+def _erase_args(p: argparse.ArgumentParser) -> None:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--external-id", help="the person's ExternalImageId")
     who.add_argument("--user-id", help="the person's UserId")
@@ -88,5 +91,5 @@ def _erase_args(p: argparse.ArgumentParser, common: Callable[..., None]) -> None
         help="also a JSON-lines sink file facestream does not know of (repeatable)",
     )
     p.add_argument("--purpose", required=True, help="why (e.g. the erasure request's reference); audited")
-    common(p, model=False)
+    add_common_flags(p, model=False)
     p.set_defaults(fn=cmd_erase)

@@ -10,17 +10,20 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from facestream.audit import Actor
+from facestream.cli.context import Context, Subcommands, add_common_flags
 from facestream.errors import CollectionNotFound, InvalidParameter
+
+if TYPE_CHECKING:
+    from pipelines.review import ReviewStore
 
 _REVIEWER = re.compile(r"[A-Za-z0-9_.@\-]{1,64}")
 
 
-def _store(ctx: Any) -> Any:
+def _store(ctx: Context) -> ReviewStore:
     from pipelines.review import ReviewStore, review_path
 
     store = ReviewStore(review_path(Path(ctx.settings.home)))
@@ -28,14 +31,14 @@ def _store(ctx: Any) -> Any:
     return store
 
 
-def _reviewer(ctx: Any) -> Actor:
+def _reviewer(ctx: Context) -> Actor:
     name = ctx.args.reviewer
     if not _REVIEWER.fullmatch(name):
         raise InvalidParameter(f"--reviewer {name!r}: expected 1-64 of [A-Za-z0-9_.@-]")
     return Actor(key_id=f"local:{name}", role="reviewer")
 
 
-def cmd_policy(ctx: Any) -> None:
+def cmd_policy(ctx: Context) -> None:
     a = ctx.args
     if a.collection not in ctx.store.list_collections():
         raise CollectionNotFound(f"collection {a.collection!r} does not exist")
@@ -58,7 +61,7 @@ def cmd_policy(ctx: Any) -> None:
     )
 
 
-def cmd_list(ctx: Any) -> None:
+def cmd_list(ctx: Context) -> None:
     from pipelines.review import Status
 
     a = ctx.args
@@ -80,7 +83,7 @@ def cmd_list(ctx: Any) -> None:
     ctx.emit({"Candidates": rows}, human or "no candidates")
 
 
-def cmd_show(ctx: Any) -> None:
+def cmd_show(ctx: Context) -> None:
     a = ctx.args
     store = _store(ctx)
     cand = store.get(a.event_id)
@@ -100,7 +103,7 @@ def cmd_show(ctx: Any) -> None:
     ctx.emit(out, f"{cand.event_id}: {cand.status.value} {cand.external_image_id} {cand.similarity:.1f}")
 
 
-def _decide(ctx: Any, decision: str) -> None:
+def _decide(ctx: Context, decision: str) -> None:
     from pipelines.review import Decision
 
     a = ctx.args
@@ -132,37 +135,37 @@ def _decide(ctx: Any, decision: str) -> None:
     )
 
 
-def cmd_confirm(ctx: Any) -> None:
+def cmd_confirm(ctx: Context) -> None:
     _decide(ctx, "CONFIRM")
 
 
-def cmd_reject(ctx: Any) -> None:
+def cmd_reject(ctx: Context) -> None:
     _decide(ctx, "REJECT")
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser("review", help="human confirmation of stream matches")
     rsub = p.add_subparsers(dest="action", required=True)
     q = rsub.add_parser("policy", help="show or set how many reviewers a collection's matches need")
     q.add_argument("collection")
     q.add_argument("--confirmations", type=int, help="distinct reviewers per match, 0-5 (0: none)")
-    common(q, model=False)
+    add_common_flags(q, model=False)
     q.set_defaults(fn=cmd_policy)
     q = rsub.add_parser("list", help="candidate matches")
     q.add_argument("--status", choices=["PENDING", "CONFIRMED", "REJECTED"])
     q.add_argument("--processor", help="only this stream processor's")
     q.add_argument("--max-results", type=int, default=100)
-    common(q, model=False)
+    add_common_flags(q, model=False)
     q.set_defaults(fn=cmd_list)
     q = rsub.add_parser("show", help="one candidate with its decisions")
     q.add_argument("event_id")
     q.add_argument("--crop", help="write the face crop from the stream to this file (JPEG, mode 0600)")
-    common(q, model=False)
+    add_common_flags(q, model=False)
     q.set_defaults(fn=cmd_show)
     for name, fn in (("confirm", cmd_confirm), ("reject", cmd_reject)):
         q = rsub.add_parser(name, help=f"{name} a candidate as one reviewer")
         q.add_argument("event_id")
         q.add_argument("--reviewer", required=True, help="who decides (each reviewer decides once)")
         q.add_argument("--reason", help="why (recorded with the decision)")
-        common(q, model=False)
+        add_common_flags(q, model=False)
         q.set_defaults(fn=fn)

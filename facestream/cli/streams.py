@@ -1,21 +1,23 @@
 """``facestream stream`` (one processor on a local Ray) and ``facestream stream-processors``.
 
-Registered into the ``facestream`` CLI through ``facestream.cli._EXTENSIONS``. Nothing heavy
-is imported until a command runs.
+Nothing heavy is imported until a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from facestream.cli.context import Context, Subcommands, add_common_flags, add_profile_flag
 from facestream.errors import InvalidParameter
 
+if TYPE_CHECKING:
+    from pipelines.config import ProcessorSettings, RuntimeConfig
 
-def _processor_settings(a: argparse.Namespace, name: str, events_path: Path) -> Any:
+
+def _processor_settings(a: argparse.Namespace, name: str, events_path: Path) -> ProcessorSettings:
     from pydantic import ValidationError
 
     from pipelines.config import EventStoreSinkConfig, JsonlSinkConfig, ProcessorSettings
@@ -39,7 +41,7 @@ def _processor_settings(a: argparse.Namespace, name: str, events_path: Path) -> 
         raise InvalidParameter(msgs) from None
 
 
-def runtime_from(ctx: Any) -> Any:
+def runtime_from(ctx: Context) -> RuntimeConfig:
     from facestream.config import EmbeddingServiceConfig
     from pipelines.config import RuntimeConfig
     from pipelines.urls import media_dirs_from_env
@@ -54,7 +56,7 @@ def runtime_from(ctx: Any) -> Any:
     )
 
 
-def cmd_stream(ctx: Any) -> None:
+def cmd_stream(ctx: Context) -> None:
     from facestream.audit import Actor
     from facestream.operations import check_purpose, check_threshold
     from pipelines.stream import run_fleet
@@ -90,7 +92,7 @@ def cmd_stream(ctx: Any) -> None:
         ctx.status = max(ctx.status, 1)
 
 
-def cmd_processors(ctx: Any) -> None:
+def cmd_processors(ctx: Context) -> None:
     from pipelines.manager import ProcessorRegistry, public_settings
 
     a = ctx.args
@@ -121,7 +123,7 @@ def cmd_processors(ctx: Any) -> None:
         ctx.emit({"StatusCode": 200}, f"deleted {a.name}")
 
 
-def register(sub: Any, common: Callable[..., None]) -> None:
+def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "stream", help="search one live stream or video file against a collection (local Ray)"
     )
@@ -141,8 +143,6 @@ def register(sub: Any, common: Callable[..., None]) -> None:
         default=None,
         help="FaceMatchThreshold 0-100 (default: the profile's, 80 general / 99 public-safety)",
     )
-    from facestream.cli import add_profile_flag
-
     add_profile_flag(p)
     p.add_argument("--keyframes-only", action="store_true", help="analyse key frames only")
     p.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp")
@@ -153,22 +153,16 @@ def register(sub: Any, common: Callable[..., None]) -> None:
         help="file sources: replay at the file's pace, dropping like a live camera",
     )
     p.add_argument("--name", help="processor name (default: cli-<random>)")
-    common(p)
+    add_common_flags(p)
     p.set_defaults(fn=cmd_stream)
-
-    demo = sub.choices.get("demo")
-    if demo is not None:
-        # `facestream demo` runs the stream path (facestream/cli/demo.py); these inputs are ours.
-        demo.add_argument("--source", help="a stream URL or video file instead of the generated clip")
-        demo.add_argument("--duration-s", type=float, default=None, help="stop a live --source after N s")
 
     p = sub.add_parser("stream-processors", help="list | describe | delete persisted stream processors")
     psub = p.add_subparsers(dest="action", required=True)
     q = psub.add_parser("list")
-    common(q, store=False, model=False)
+    add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_processors)
     for action in ("describe", "delete"):
         q = psub.add_parser(action)
         q.add_argument("name")
-        common(q, store=False, model=False)
+        add_common_flags(q, store=False, model=False)
         q.set_defaults(fn=cmd_processors)
