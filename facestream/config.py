@@ -177,10 +177,11 @@ class EmbedConfig(_Model):
         "2x embedding cost for a small accuracy gain (see README, Accuracy)",
     )
     predictor_start: Literal["detector_box", "dlib_box"] = Field(
-        "detector_box",
+        "dlib_box",
         description="box dlib's shape predictors (5-point alignment, 68-point landmarks) start from: "
-        "the detector's own box, or the box dlib's detector would have drawn, mapped from MTCNN's box "
-        "and five points (models/dlib_box_map.py, fitted by python -m bench.alignment_fit)",
+        "the box dlib's detector would have drawn, mapped from MTCNN's box and five points "
+        "(models/dlib_box_map.py, fitted by python -m bench.alignment_fit; higher TAR@FAR=1e-3 on every "
+        "bench.robustness variant), or the detector's own box",
     )
 
 
