@@ -441,7 +441,7 @@ def _query_audit(s: ApiService, r: m.QueryAuditLogRequest, p: Principal, _: str 
 def _erase_person(
     s: ApiService, r: m.ErasePersonRequest, p: Principal, purpose: str | None
 ) -> dict[str, Any]:
-    from facestream.privacy import erase_person
+    from pipelines.erasure import erase_person
 
     return erase_person(
         s.store,

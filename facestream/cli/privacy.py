@@ -23,7 +23,7 @@ def _events(ctx: Context) -> EventStore | None:
 
 
 def cmd_retention(ctx: Context) -> None:
-    from facestream.privacy import enforce_retention
+    from pipelines.erasure import enforce_retention
 
     rep = enforce_retention(
         ctx.store,
@@ -41,7 +41,7 @@ def cmd_retention(ctx: Context) -> None:
 
 
 def cmd_erase(ctx: Context) -> None:
-    from facestream.privacy import erase_person
+    from pipelines.erasure import erase_person
 
     a = ctx.args
     out = erase_person(

@@ -22,10 +22,10 @@ from facestream.audit import AuditLog
 from facestream.config import AnalyzerConfig, DeviceConfig
 from facestream.errors import InvalidParameter, PermissionDenied
 from facestream.imageio import load_image_file
-from facestream.privacy import subject_hash
 from facestream.thumbnails import ThumbnailStore
 from models.analyzer import FaceAnalyzer
 from pipelines.config import JsonlSinkConfig
+from pipelines.erasure import subject_hash
 from pipelines.evidence import EvidenceStore
 from pipelines.review import ReviewStore, review_path
 from pipelines.sinks import EventStore, JsonlSink, Spool

@@ -11,8 +11,8 @@ import pytest
 
 from facestream.audit import Actor, AuditLog
 from facestream.errors import InvalidParameter, PurposeRequired
-from facestream.privacy import DAY_MS, enforce_retention, erase_person, subject_hash
 from facestream.store import FaceRecord, FaceStore, StoreConfig
+from pipelines.erasure import DAY_MS, enforce_retention, erase_person, subject_hash
 
 ACTOR = Actor("dpo", "admin")
 T0 = 1_800_000_000_000  # a fixed "now" in epoch ms
