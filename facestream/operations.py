@@ -19,11 +19,11 @@ from facestream.errors import InvalidParameter, PurposeRequired
 from facestream.imageio import LoadedImage
 from facestream.operations_collections import CollectionOperationsMixin
 from facestream.operations_users import UserOperationsMixin
+from facestream.quality import QualityFilter, failure_reasons
 from facestream.rekognition import bbox_ratios, bounding_box, face_detail
 from facestream.similarity import cosine_to_similarity
 from facestream.store import FaceRecord, FaceStore
 from facestream.types import FaceBatch, SearchHit
-from models.quality import QualityFilter, failure_reasons
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from facestream import operations as ops
 from facestream.audit import Actor
 from facestream.errors import InvalidParameter, ResourceNotFound
 from facestream.imageio import LoadedImage
+from facestream.quality import QualityFilter
 from facestream.rekognition import face_detail
 from facestream.similarity import cosine_to_similarity
 from facestream.types import SearchHit
-from models.quality import QualityFilter
 
 if TYPE_CHECKING:
     from facestream.audit import AuditLog

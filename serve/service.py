@@ -21,8 +21,8 @@ from facestream.audit import Actor, AuditLog
 from facestream.errors import FacestreamError, ImageTooLarge, InvalidParameter, PermissionDenied
 from facestream.imageio import LoadedImage, decode_image, load_image_file
 from facestream.operations import Analyzer, FaceOperations
+from facestream.quality import QualityFilter
 from facestream.store import FaceStore, StoreConfig
-from models.quality import QualityFilter
 from serve import models as m
 from serve.config import ApiConfig
 from serve.errors import InvalidPaginationToken, InvalidS3Object, MissingAuthentication, UnrecognizedClient

@@ -109,7 +109,7 @@ def cmd_collections(ctx: Context) -> None:
 
 
 def cmd_index(ctx: Context) -> None:
-    from models.quality import QualityFilter
+    from facestream.quality import QualityFilter
 
     a = ctx.args
     ctx.store.describe_collection(a.collection)  # unknown collection: fail before loading models
