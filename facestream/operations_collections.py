@@ -68,7 +68,7 @@ class CollectionOperationsMixin:
         return n
 
     def create_collection(self, collection: str, *, actor: Actor, model: str | None = None) -> dict[str, Any]:
-        from models.embedders import MODEL_DIMS
+        from facestream.embedders import MODEL_DIMS
 
         model = self.analyzer.model_name if model is None else model
         if model not in MODEL_DIMS:

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def ensure_collection(store: Any, name: str, model: str, *, fresh: bool = False) -> None:
     """Create ``name`` for ``model``; with ``fresh`` an existing one is emptied first."""
-    from models.embedders import MODEL_DIMS
+    from facestream.embedders import MODEL_DIMS
 
     try:
         call(store.create_collection.remote(name, model=model, dim=MODEL_DIMS[model]), 60)

@@ -67,7 +67,7 @@ def cmd_collections(ctx: Context) -> None:
     st = ctx.store
     if a.action == "create":
         model = ctx.analyzer.model_name if a.model is None else a.model
-        from models.embedders import MODEL_DIMS
+        from facestream.embedders import MODEL_DIMS
 
         if model not in MODEL_DIMS:
             from facestream.errors import InvalidParameter

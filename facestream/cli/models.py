@@ -14,7 +14,7 @@ from facestream.errors import InvalidParameter
 
 
 def cmd_models(ctx: Context) -> None:
-    from models.embedders import MODEL_DIMS
+    from facestream.embedders import MODEL_DIMS
 
     a = ctx.args
     if a.action == "list":

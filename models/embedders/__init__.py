@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from facestream.config import DlibResNetConfig, EmbedConfig, FacenetConfig
+from facestream.embedders import MODEL_DIMS, MODEL_NAMES
 from models.device import Placement
 from models.embedders.base import ChipSpec, Embedder
-
-MODEL_NAMES: tuple[str, ...] = ("dlib-resnet", "facenet-vggface2")
-MODEL_DIMS: dict[str, int] = {"dlib-resnet": 128, "facenet-vggface2": 512}
 
 
 def load_embedder(config: EmbedConfig, placement: Placement) -> Embedder:
