@@ -5,7 +5,7 @@ embedding) on the same frames (a real clip, sampled at 5 fps), at the same batch
 the same number of torch threads:
 
 - bare: ``analyzer.analyze(frames[i:i+B])`` in this one process;
-- Serve: the deployment of serve/embedding.py on a local Ray (one replica,
+- Serve: the deployment of pipelines/face_service.py on a local Ray (one replica,
   ``max_batch_size=B``), every frame sent as its own request through a DeploymentHandle, all
   of them in flight at once so ``@serve.batch`` fills its batches.
 
@@ -120,7 +120,7 @@ def main() -> None:
 
     from facestream.localray import init_local_ray
     from models.analyzer import FaceAnalyzer
-    from serve.embedding import deployment
+    from pipelines.face_service import deployment
 
     bare = FaceAnalyzer(analyzer_cfg)
     # Read by the raylet when it starts; the bare side runs at this process's niceness (0).

@@ -42,7 +42,7 @@ def ensure_face_service(config: EmbeddingServiceConfig, app_name: str) -> Any:
     from ray import serve
     from ray.serve.config import ProxyLocation
 
-    from serve.embedding import deployment
+    from pipelines.face_service import deployment
 
     try:
         handle = serve.get_app_handle(app_name)

@@ -86,7 +86,7 @@ def _streams_module() -> Any:
 
 def build_app(args: ApiAppArgs) -> Application:
     """The whole application (API + face analysis) from typed arguments."""
-    from serve.embedding import deployment as analysis_deployment
+    from pipelines.face_service import deployment as analysis_deployment
 
     emb = args.embedding
     analysis = analysis_deployment(emb, name=args.embedding_deployment_name).bind(emb)

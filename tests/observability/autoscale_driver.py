@@ -63,7 +63,7 @@ def main() -> int:
     from facestream.config import AnalyzerConfig, DeviceConfig, EmbeddingServiceConfig
     from facestream.imageio import load_image_file
     from facestream.localray import init_local_ray
-    from serve.embedding import deployment
+    from pipelines.face_service import deployment
 
     init_local_ray(address=args.address)
     config = EmbeddingServiceConfig(

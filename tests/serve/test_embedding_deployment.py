@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def handle(serve_http_port: int):  # type: ignore[no-untyped-def]
     from ray import serve
 
-    from serve.embedding import deployment
+    from pipelines.face_service import deployment
 
     cfg = EmbeddingServiceConfig(
         analyzer=AnalyzerConfig(device=DeviceConfig(device="cpu")), max_batch_size=4, batch_wait_timeout_s=0.2
