@@ -10,77 +10,36 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from facestream.audit import Actor, AuditLog
-from facestream.errors import InvalidParameter, PurposeRequired
+from facestream.errors import InvalidParameter
 from facestream.imageio import LoadedImage
 from facestream.operations_collections import CollectionOperationsMixin
+from facestream.operations_common import (
+    DEFAULT_THRESHOLD,
+    MAX_PURPOSE_CHARS,
+    Analyzer,
+    check_max_faces,
+    check_purpose,
+    check_threshold,
+    face_json,
+    match_json,
+    require_quality,
+)
 from facestream.operations_users import UserOperationsMixin
 from facestream.quality import QualityFilter, failure_reasons
 from facestream.rekognition import bbox_ratios, bounding_box, face_detail
 from facestream.similarity import cosine_to_similarity
 from facestream.store import FaceRecord, FaceStore
-from facestream.types import FaceBatch, SearchHit
+from facestream.types import FaceBatch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 80.0
-MAX_PURPOSE_CHARS = 500
-
-
-class Analyzer(Protocol):
-    """What the operations need from a face analyzer (local, or a Serve deployment proxy)."""
-
-    @property
-    def model_name(self) -> str: ...
-
-    def detect(self, images: list[np.ndarray]) -> list[FaceBatch]: ...
-
-    def analyze(self, images: list[np.ndarray]) -> list[FaceBatch]: ...
-
-    def landmarks_all(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:
-        """(n, 30, 2) px: Rekognition's ALL landmarks (facestream.types.ALL_LANDMARK_TYPES)."""
-        ...
-
-
-def check_purpose(purpose: str | None) -> str:
-    """Every search/identification says why it is made; the reason goes to the audit log."""
-    if purpose is None or not purpose.strip():
-        raise PurposeRequired("a purpose (case id or reason) is required for every search and identification")
-    if len(purpose) > MAX_PURPOSE_CHARS:
-        raise InvalidParameter(f"purpose is {len(purpose)} characters; at most {MAX_PURPOSE_CHARS}")
-    if any(ord(c) < 32 for c in purpose):
-        raise InvalidParameter("purpose must not contain control characters")
-    return purpose.strip()
-
-
-def check_threshold(value: float, name: str = "threshold") -> float:
-    """A threshold in [0, 100] and not below the deployment profile's floor
-    (``FACESTREAM_PROFILE``: public-safety refuses anything under 99)."""
-    from facestream.profiles import resolve_profile
-
-    if not 0.0 <= value <= 100.0:
-        raise InvalidParameter(f"{name} must be in [0, 100], got {value}")
-    profile = resolve_profile()
-    if value < profile.min_threshold:
-        raise InvalidParameter(
-            f"{name} {value} is below the floor of {profile.min_threshold} set by the "
-            f"{profile.name!r} deployment profile"
-        )
-    return float(value)
-
-
 def _row(points: np.ndarray | None, i: int) -> np.ndarray | None:
     return None if points is None else points[i]
-
-
-def check_max_faces(value: int | None, upper: int = 4096) -> int | None:
-    if value is not None and not 1 <= value <= upper:
-        raise InvalidParameter(f"max faces must be in [1, {upper}], got {value}")
-    return value
 
 
 class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
@@ -247,46 +206,15 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
         }
 
 
-def require_quality(batch: FaceBatch, quality_filter: QualityFilter, what: str) -> None:
-    """Refuse to search with a face that fails ``quality_filter`` (the first face of ``batch``)."""
-    if quality_filter is QualityFilter.NONE:
-        return
-    first = batch.select([0])
-    reasons = failure_reasons(
-        quality_filter,
-        first.sizes_px,
-        first.brightness,
-        first.sharpness,
-        first.pose,
-        (first.image_width, first.image_height),
-    )[0]
-    if reasons:
-        raise InvalidParameter(f"{what} fails QualityFilter {quality_filter.value}: {', '.join(reasons)}")
-
-
-def match_json(h: SearchHit) -> dict[str, Any]:
-    """One search hit as Rekognition's ``FaceMatch``."""
-    return {
-        "Similarity": round(h.similarity, 5),
-        "Face": {
-            "FaceId": h.face_id,
-            "ExternalImageId": h.external_image_id,
-            "ImageId": h.image_id,
-            **({"UserId": h.user_id} if h.user_id else {}),
-        },
-    }
-
-
-def face_json(rec: FaceRecord) -> dict[str, Any]:
-    left, top, width, height = rec.bounding_box
-    out: dict[str, Any] = {
-        "FaceId": rec.face_id,
-        "BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top},
-        "ImageId": rec.image_id,
-        "Confidence": round(rec.confidence, 5),
-    }
-    if rec.external_image_id is not None:
-        out["ExternalImageId"] = rec.external_image_id
-    if rec.user_id is not None:
-        out["UserId"] = rec.user_id
-    return out
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "MAX_PURPOSE_CHARS",
+    "Analyzer",
+    "FaceOperations",
+    "check_max_faces",
+    "check_purpose",
+    "check_threshold",
+    "face_json",
+    "match_json",
+    "require_quality",
+]

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facestream import operations as ops
+from facestream import operations_common as ops
 from facestream.audit import Actor
 from facestream.errors import FacestreamError, InvalidParameter, ResourceNotFound
 from facestream.thumbnails import ThumbnailConfig, ThumbnailStore, crop_jpeg
 
 if TYPE_CHECKING:
     from facestream.audit import AuditLog
-    from facestream.operations import Analyzer
+    from facestream.operations_common import Analyzer
     from facestream.store import FaceRecord, FaceStore
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facestream import operations as ops
+from facestream import operations_common as ops
 from facestream.audit import Actor
 from facestream.errors import InvalidParameter, ResourceNotFound
 from facestream.imageio import LoadedImage
@@ -23,7 +23,7 @@ from facestream.types import SearchHit
 
 if TYPE_CHECKING:
     from facestream.audit import AuditLog
-    from facestream.operations import Analyzer
+    from facestream.operations_common import Analyzer
     from facestream.store import FaceStore
 
 #: Rekognition: AssociateFaces takes 1-100 face ids and a user holds at most 100 faces.
