@@ -55,16 +55,25 @@ class SmallFaceFinder:
         self._detector: Any = None
         self._lock = threading.Lock()
 
+    def warm(self) -> None:
+        """Load the detector now (torch and MTCNN take seconds on first use): called when a
+        processor opens, so the first evidence frame or preview does not stall its results."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> Any:
+        if self._detector is None:
+            import torch
+
+            from models.detector import MtcnnDetector
+
+            self._detector = MtcnnDetector(self._config, torch.device("cpu"))
+        return self._detector
+
     def boxes(self, rgb: np.ndarray) -> np.ndarray:
         """(n,4) float32 x1,y1,x2,y2 px of the faces in ``rgb`` (H,W,3) uint8."""
         with self._lock:
-            if self._detector is None:
-                import torch
-
-                from models.detector import MtcnnDetector
-
-                self._detector = MtcnnDetector(self._config, torch.device("cpu"))
-            boxes: np.ndarray = self._detector.detect_for_redaction([rgb])[0].boxes
+            boxes: np.ndarray = self._load().detect_for_redaction([rgb])[0].boxes
             return boxes
 
 

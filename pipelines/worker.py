@@ -52,7 +52,7 @@ from pipelines.sinks import Deliverer, Spool, make_sink
 from pipelines.source import FrameSource, SampledFrame, StreamStatus
 from pipelines.store_actor import call
 from pipelines.telemetry import gauge, inc, observe
-from pipelines.tracker import FaceTracker, FrameInfo, Track, iou_matrix
+from pipelines.tracker import FaceTracker, FrameInfo, Track
 from pipelines.urls import describe_source
 
 log = logging.getLogger(__name__)
@@ -346,6 +346,7 @@ class StreamWorker:
         s = self.settings
         if s.evidence_frames or s.preview_interval_s is not None:
             self._evidence = EvidenceStore(evidence_root(self.ctx.home))
+            self._small_faces.warm()
         unknown = s.unknown_faces
         if not unknown.active():
             return
@@ -621,13 +622,16 @@ class StreamWorker:
         ).value
 
     def _face_index(self, batch: FaceBatch, track_id: str) -> int | None:
-        """Which face of this frame belongs to the track (its box was set from this frame)."""
-        track = self.tracker.tracks.get(track_id)
-        if track is None or len(batch) == 0:
+        """Which face of this frame the tracker gave to the track: its own assignment of the
+        frame just observed (FaceTracker.assignments), not a recomputation by box overlap, which
+        misses a track whose box was set from an earlier frame (a split of held faces)."""
+        if not self.tracker.assignments:
             return None
-        iou = iou_matrix(track.box[None, :], batch.boxes.astype(np.float32))[0]
-        i = int(np.argmax(iou))
-        return i if iou[i] > 0.5 else None
+        _offset_s, faces = self.tracker.assignments[-1]
+        for i, (tid, _box) in enumerate(faces):
+            if tid == track_id and i < len(batch):
+                return i
+        return None
 
     def _keep_unknown(self) -> None:
         """Upsert the tracks that ended unmatched, while keeping unknown faces is on (audited).

@@ -353,7 +353,8 @@ def test_human_confirmation_holds_alerts_until_two_reviewers(env: dict[str, Any]
         _wait_for(lambda: any(e["EventId"] == cand.event_id for e in _events(home, name)), 20, "release")
         out = [e for e in _events(home, name) if e["EventId"] == cand.event_id]
         assert out[0]["Review"]["ConfirmedBy"] == ["key-a", "key-b"]
-        assert EvidenceStore(home / "evidence").get(cand.event_id) is not None
+        # The frame is written right after the candidate is filed (redaction runs first).
+        _wait_for(lambda: EvidenceStore(home / "evidence").get(cand.event_id), 20, "the evidence frame")
         assert preview_path(home, name).is_file()
         # The next loop of the clip is a new track: a new candidate; a rejection suppresses it.
         _wait_for(
