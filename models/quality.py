@@ -1,39 +1,14 @@
-"""Per-face quality: size, brightness, sharpness and head pose, plus Rekognition's QualityFilter.
-
-Brightness and sharpness are measured here (torch); pose, the QualityFilter cut-offs and
-the checks are numpy-only and live in the kernel (:mod:`facestream.quality`), re-exported
-here so model code imports them from one place.
+"""Per-face quality measured on the image (torch): brightness and sharpness.
 
 Brightness is the mean luma (ITU-R BT.601) of the face box scaled to 0-100. Sharpness is
 the variance of the Laplacian of the face resized to 64x64 grey, mapped to 0-100 by
 ``100 * (1 - exp(-var / 1000))`` (a crisp studio portrait reads ~60, a small or blurred
 face < 15).
-Pose is estimated from the five landmarks (no 3-D model): roll is the eye-line angle; yaw
-as atan of the nose's horizontal offset from the eye midpoint over half the inter-ocular
-distance; pitch from where the nose sits between the eye line and the mouth line. Good to
-~10 degrees near frontal, which is what filtering needs.
 
-QualityFilter cut-offs (a face must pass all of its level):
-
-========  ===========  =========  ==========  ===========  =========
-level     min side px  sharpness  brightness  abs yaw      abs pitch
-========  ===========  =========  ==========  ===========  =========
-NONE      -            -          -           -            -
-LOW       20           5          5-98        <= 75        <= 60
-AUTO      40           15         10-95       <= 60        <= 45
-MEDIUM    40           15         10-95       <= 60        <= 45
-HIGH      80           35         20-90       <= 35        <= 30
-========  ===========  =========  ==========  ===========  =========
-
-AUTO is Rekognition's "let the service choose" and is the same as MEDIUM here.
-
-The minimum side is relative to the image, as Rekognition documents SMALL_BOUNDING_BOX
-("no smaller than 40x40 pixels in an image with 1920x1080 pixels; images with dimensions
-higher than 1920x1080 need a larger minimum face size proportionally"): the table's value
-holds at 1920x1080 and scales with the image's linear size, ``sqrt(width * height /
-(1920 * 1080))`` (orientation-free), so a 12-megapixel photo (4000x3000) needs 96 px at AUTO.
-Smaller images scale it down too, but never below half the table's value (AUTO: 20 px, the
-detector's own minimum): a 35 px face in an 800x600 photo is indexed. See :func:`min_side_px`.
+Pose from the five landmarks, Rekognition's QualityFilter with its cut-offs and the
+image-relative minimum face size are numpy-only and live in the kernel
+(:mod:`facestream.quality`, documented there); they are re-exported here so model code
+imports them from one place.
 """
 
 from __future__ import annotations
