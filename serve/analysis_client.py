@@ -32,15 +32,16 @@ class HandleAnalyzer:
 
     def _call(self, method: str, images: list[np.ndarray]) -> list[FaceBatch]:
         fn = getattr(self._handle, method)
-        pending = [fn.remote(img) for img in images]
+        return self._results([fn.remote(img) for img in images], "face analysis")
+
+    def _results(self, pending: list[Any], what: str) -> list[Any]:
+        """The answers of ``pending`` deployment calls, or one clear service error for all."""
         try:
             return [p.result(timeout_s=self._timeout_s) for p in pending]
         except TimeoutError:
             for p in pending:
                 p.cancel()
-            raise ServiceTimeout(
-                f"face analysis took longer than {self._timeout_s:.0f} s; retry later"
-            ) from None
+            raise ServiceTimeout(f"{what} took longer than {self._timeout_s:.0f} s; retry later") from None
         except RayError as exc:
             # A replica crashed or raised: the caller's input was fine, the service was not.
             log.error("face analysis deployment failed: %s", exc)
@@ -56,15 +57,4 @@ class HandleAnalyzer:
 
     def landmarks_all(self, image: np.ndarray, batch: FaceBatch) -> np.ndarray:
         pending = self._handle.landmarks_all.remote(image, batch)
-        try:
-            return np.asarray(pending.result(timeout_s=self._timeout_s))
-        except TimeoutError:
-            pending.cancel()
-            raise ServiceTimeout(
-                f"face landmarks took longer than {self._timeout_s:.0f} s; retry later"
-            ) from None
-        except RayError as exc:
-            log.error("face analysis deployment failed: %s", exc)
-            raise AnalysisUnavailable(
-                f"the face analysis service failed ({type(exc).__name__}); retry later"
-            ) from None
+        return np.asarray(self._results([pending], "face landmarks")[0])
