@@ -221,7 +221,10 @@ def index_gallery(
 
     def flush() -> None:
         if pending:
-            face_ids.extend(call(store.add_faces.remote(collection, list(pending), model=info.model), 300))
+            # The same bytes under two names are one photo: its faces have the same ids
+            # (uuid5 of the image's sha256), so one upsert of each is the whole of it.
+            unique = list({r.face_id: r for r in pending}.values())
+            face_ids.extend(call(store.add_faces.remote(collection, unique, model=info.model), 300))
             pending.clear()
 
     with failures_path.open("a", encoding="utf-8") as failures:

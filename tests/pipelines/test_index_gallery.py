@@ -92,3 +92,36 @@ def test_index_gallery_with_ray_data_is_idempotent(tmp_path: Path, ray_local: No
         assert sorted(entries[0]["results"]["face_ids"]) == sorted(entries[1]["results"]["face_ids"])
     finally:
         ray.kill(store)
+
+
+def test_the_same_photo_under_two_names_is_indexed_once(tmp_path: Path, ray_local: None) -> None:
+    """Identical bytes give identical face ids; both copies in one write batch used to make the
+    store refuse the batch (a face id twice) and end the whole job."""
+    import ray
+
+    from pipelines.gallery import ensure_collection
+    from pipelines.store_actor import call, store_actor
+
+    src = face("face_recognition/examples/obama.jpg")
+    g = tmp_path / "gallery"
+    g.mkdir()
+    shutil.copy(src, g / "a.jpg")
+    shutil.copy(src, g / "copy-of-a.jpg")
+    store = store_actor(str(tmp_path / "milvus.db"))
+    try:
+        ensure_collection(store, "dup", "dlib-resnet", fresh=True)
+        out = index_gallery(
+            "dup",
+            g,
+            store=store,
+            failures_path=tmp_path / "failures.jsonl",
+            audit=AuditLog(tmp_path / "audit.jsonl"),
+            actor=OPERATOR,
+            analyzer=AnalyzerConfig(device=DeviceConfig(device="cpu")),
+            batch_size=2,
+            actors=1,
+        )
+        assert out["images"] == 2 and out["failed_images"] == 0
+        assert call(store.describe_collection.remote("dup"), 60).face_count == 1
+    finally:
+        ray.kill(store)
