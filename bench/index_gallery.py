@@ -125,7 +125,13 @@ def main() -> None:
         "index_gallery",
         ratios=ratios,
         targets={"ray_vs_single_process": "> 1 with more cores than one actor needs"},
-        details={"ray": ray_res, "single_process": single, "face_recognition": fr, "actors": args.actors},
+        # the failures file lived in a temporary directory: no machine path in the result
+        details={
+            "ray": {k: v for k, v in ray_res.items() if k != "failures_path"},
+            "single_process": single,
+            "face_recognition": fr,
+            "actors": args.actors,
+        },
         quick=args.quick,
     )
     log.info("wrote %s", out)
