@@ -20,7 +20,9 @@ class DeviceConfig(_Model):
         "auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N", max_length=16
     )
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
-        "auto", description="auto: bf16/fp16 on GPU, fp32 on CPU; bf16 on CPU only when asked"
+        "auto",
+        description="auto: bf16/fp16 on GPU; on CPU bf16 only where the CPU has AMX or "
+        "AVX512-BF16 and a one-time timing at load finds it faster than fp32, else fp32",
     )
     torch_threads: int | None = Field(
         None, ge=1, le=256, description="torch intra-op threads; None keeps torch's default"

@@ -13,7 +13,14 @@ from facestream.config import AnalyzerConfig
 from facestream.types import FaceBatch
 from models.align import align_faces
 from models.detector import Detections, MtcnnDetector
-from models.device import Placement, choose_placement
+from models.device import (
+    Placement,
+    Precision,
+    PrecisionTiming,
+    choose_placement,
+    confirm_cpu_precision,
+    time_precisions,
+)
 from models.embedders import Embedder, load_embedder
 from models.fastdetect import StreamDetector
 from models.landmarks import (
@@ -25,6 +32,10 @@ from models.landmarks import (
 from models.quality import brightness_sharpness, pose_from_landmarks
 
 log = logging.getLogger(__name__)
+
+#: chips per call of the one-time precision timing (a small embedder batch: ~0.1 s in fp32
+#: here, ~3 s for the whole timing where bf16 is emulated)
+PRECISION_PROBE_BATCH = 8
 
 
 class FaceAnalyzer:
@@ -46,14 +57,42 @@ class FaceAnalyzer:
             self.detector.mtcnn, self.config.detector, self.placement.device
         )
         self._embedder: Embedder | None = None
+        #: the one-time fp32-vs-bf16 timing when precision ``auto`` had to decide on this CPU
+        self.precision_timing: PrecisionTiming | None = None
         self._shape_predictor: ShapePredictor5 | None = None
         self._shape_predictor68: ShapePredictor5 | None = None
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder(self.config.embed, self.placement)
+            if self.placement.bf16_candidate:
+                self._embedder = self._load_faster_precision()
+            else:
+                self._embedder = load_embedder(self.config.embed, self.placement)
         return self._embedder
+
+    def _load_faster_precision(self) -> Embedder:
+        """Precision ``auto`` on a CPU with bf16 units: load the embedder in both precisions,
+        time one small batch each (:data:`PRECISION_PROBE_BATCH` chips, interleaved, medians) and
+        keep the faster; the detector's placement follows (it only uses the device)."""
+        fp32 = dataclasses.replace(self.placement, bf16_candidate=False)
+        candidates: dict[Precision, Embedder] = {
+            "fp32": load_embedder(self.config.embed, fp32),
+            "bf16": load_embedder(
+                self.config.embed, dataclasses.replace(fp32, autocast_dtype=torch.bfloat16)
+            ),
+        }
+        size = candidates["fp32"].chip.size
+        # Noise chips: a conv net's cost does not depend on pixel values.
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.randint(
+            0, 256, (PRECISION_PROBE_BATCH, 3, size, size), dtype=torch.uint8, generator=gen
+        )
+        self.precision_timing = time_precisions(
+            lambda p: candidates[p].embed(probe), batch=PRECISION_PROBE_BATCH
+        )
+        self.placement = confirm_cpu_precision(self.placement, self.precision_timing)
+        return candidates[self.placement.precision]
 
     @property
     def model_name(self) -> str:
