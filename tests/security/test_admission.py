@@ -1,4 +1,4 @@
-"""The load-shedding admission control of serve/http.py, on its own (no Ray): fast."""
+"""The load-shedding admission control of serve/http/admission.py, on its own (no Ray): fast."""
 
 from __future__ import annotations
 
