@@ -353,10 +353,8 @@ class StreamWorker:
         target = self._unknown_collection
         if target not in call(self.store.list_collections.remote(), 60):
             call(
-                self.store.invoke.remote(
-                    "create_collection",
-                    (target,),
-                    {"model": self._model, "dim": self._dim, "retention_days": unknown.retention_days},
+                self.store.create_collection.remote(
+                    target, model=self._model, dim=self._dim, retention_days=unknown.retention_days
                 ),
                 60,
             )

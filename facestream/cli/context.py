@@ -53,9 +53,9 @@ class Context:
 
     @cached_property
     def store(self) -> FaceStore:
-        from facestream.store import FaceStore, StoreConfig
+        from facestream.store import MilvusFaceStore, StoreConfig
 
-        store = FaceStore(StoreConfig(uri=self.settings.store_uri))
+        store = MilvusFaceStore(StoreConfig(uri=self.settings.store_uri))
         self.stack.callback(store.close)
         return store
 

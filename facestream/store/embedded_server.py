@@ -184,7 +184,7 @@ class EmbeddedMilvusServer:
     Usage::
 
         with EmbeddedMilvusServer(tmp_path / "milvus") as server:
-            store = FaceStore(StoreConfig(uri=server.uri))
+            store = MilvusFaceStore(StoreConfig(uri=server.uri))
 
     ``uri`` is ``http://127.0.0.1:<proxy port>``; ``health_port`` serves ``/healthz`` and metrics.
     """

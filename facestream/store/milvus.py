@@ -29,6 +29,7 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from facestream.errors import (
 from facestream.similarity import anchors_for, cosine_to_similarity
 from facestream.store import validation as v
 from facestream.store.config import StoreConfig
+from facestream.store.protocol import FaceStore
 from facestream.store.records import CollectionInfo, FaceRecord
 from facestream.types import SearchHit
 
@@ -103,8 +105,9 @@ def milvus_name_for(name: str) -> str:
     return "fs_" + hashlib.sha256(name.encode("ascii")).hexdigest()[:32]
 
 
-class FaceStore:
-    """Face collections with upsert, listing, deletion and batched cosine search.
+class MilvusFaceStore:
+    """Face collections with upsert, listing, deletion and batched cosine search, on Milvus Lite
+    or a Milvus server (this process's own client; it satisfies :class:`FaceStore`).
 
     Thread-safety: one instance may be shared by threads (pymilvus clients are), but
     collection create/delete are not atomic across processes.
@@ -154,6 +157,9 @@ class FaceStore:
             from pymilvus import MilvusClient  # deferred: keeps import cost off CLI startup
 
             token = self.config.token.get_secret_value() if self.config.token is not None else ""
+            if self.config.is_lite:
+                # Reached on a missing file only to write (reads answer without it, see _absent).
+                Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
             with self._milvus("connect"):
                 self._client_obj = MilvusClient(uri=self.uri, token=token, timeout=self.config.timeout_s)
             logger.info("connected to Milvus at %s", self.uri)
@@ -168,7 +174,7 @@ class FaceStore:
             with self._milvus("close the connection"):
                 client.close()
 
-    def __enter__(self) -> FaceStore:
+    def __enter__(self) -> MilvusFaceStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -176,6 +182,18 @@ class FaceStore:
 
     def _t(self) -> float:
         return self.config.timeout_s
+
+    def _absent(self) -> bool:
+        """A Milvus Lite file that does not exist (yet): it holds no collection, and reading
+        it must not create it (nor its directory)."""
+        return self.config.is_lite and self._client_obj is None and not Path(self.uri).exists()
+
+    def _not_found(self, name: str) -> CollectionNotFound:
+        if self._absent():
+            return CollectionNotFound(
+                f"collection {name!r} does not exist: there is no face store at {self.uri}"
+            )
+        return CollectionNotFound(f"collection {name!r} does not exist at {self.uri}")
 
     def _index_params(self, field: str, metric: str, *, vector: bool = True) -> Any:
         client = self._client()
@@ -232,6 +250,8 @@ class FaceStore:
         self._meta_ready = True
 
     def _meta_row(self, name: str) -> dict[str, Any] | None:
+        if self._absent():
+            return None
         self._ensure_meta()
         with self._milvus(f"read metadata of collection {name!r}"):
             rows = self._client().query(
@@ -246,7 +266,7 @@ class FaceStore:
         name = v.check_collection_name(name)
         row = self._meta_row(name)
         if row is None:
-            raise CollectionNotFound(f"collection {name!r} does not exist at {self.uri}")
+            raise self._not_found(name)
         self._ensure_loaded(str(row["milvus_name"]))
         return row
 
@@ -276,6 +296,7 @@ class FaceStore:
             v.check_int(retention_days, "retention_days", 1, MAX_RETENTION_DAYS)
         if type(require_confirmation) is not bool:
             raise InvalidParameter(f"require_confirmation must be a bool, got {require_confirmation!r}")
+        self._ensure_meta()  # the first write to a store that does not exist yet creates it
         if self._meta_row(name) is not None:
             raise CollectionExists(f"collection {name!r} already exists at {self.uri}")
 
@@ -335,6 +356,8 @@ class FaceStore:
 
     def list_collections(self) -> list[str]:
         """Names of all collections, sorted."""
+        if self._absent():
+            return []
         self._ensure_meta()
         return self._scan_keys(META_COLLECTION, "name", "")
 
@@ -355,7 +378,7 @@ class FaceStore:
         name = v.check_collection_name(name)
         row = self._meta_row(name)
         if row is None:
-            raise CollectionNotFound(f"collection {name!r} does not exist at {self.uri}")
+            raise self._not_found(name)
         milvus_name = str(row["milvus_name"])
         client = self._client()
         with self._milvus(f"delete collection {name!r}"):
@@ -629,9 +652,11 @@ class FaceStore:
         self, *, max_results: int = 1000, next_token: str | None = None
     ) -> tuple[list[str], str | None]:
         """One page of collection names, ascending, and the token for the next page (or None)."""
-        self._ensure_meta()
         max_results = v.check_int(max_results, "max_results", 1, MAX_PAGE)
         after = "" if next_token is None else self._decode_token("", next_token, "collections")
+        if self._absent():
+            return [], None
+        self._ensure_meta()
         page = self._query_page(META_COLLECTION, "name", after, "", max_results + 1, ["name"])
         names = [str(r["name"]) for r in page]
         more = len(names) > max_results
@@ -911,3 +936,8 @@ def _check_queries(queries: object, dim: int, name: str, model: str) -> np.ndarr
             f"queries must be L2-normalised, got norms in [{norms.min():.4f}, {norms.max():.4f}]"
         )
     return queries
+
+
+def _satisfies_protocol(store: MilvusFaceStore) -> FaceStore:
+    """Never called: mypy checks here that :class:`MilvusFaceStore` is a :class:`FaceStore`."""
+    return store

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facestream.errors import InvalidParameter, ResourceNotFound
-from facestream.store import FaceRecord, FaceStore, StoreConfig
+from facestream.store import FaceRecord, MilvusFaceStore, StoreConfig
 from facestream.store.milvus import UserExists
 
 
@@ -29,7 +29,7 @@ def _face(rng: np.random.Generator) -> FaceRecord:
 
 def test_users_lifecycle(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    with FaceStore(StoreConfig(uri=str(tmp_path / "m.db"))) as st:
+    with MilvusFaceStore(StoreConfig(uri=str(tmp_path / "m.db"))) as st:
         st.create_collection("c", model="dlib-resnet", dim=128)
         faces = [_face(rng) for _ in range(4)]
         st.add_faces("c", faces, model="dlib-resnet")

@@ -14,7 +14,7 @@ import pytest
 from facestream.audit import Actor, AuditLog
 from facestream.imageio import load_image_file
 from facestream.operations import FaceOperations
-from facestream.store import FaceStore, StoreConfig
+from facestream.store import MilvusFaceStore, StoreConfig
 from models.analyzer import FaceAnalyzer
 from tests.helpers import faces_dir
 
@@ -37,7 +37,7 @@ def _deepface_identities() -> dict[str, list[str]]:
 def test_top1_identification_on_deepface_set(tmp_path: Path) -> None:
     identities = _deepface_identities()
     assert len(identities) >= 10
-    store = FaceStore(StoreConfig(uri=str(tmp_path / "ident.db")))
+    store = MilvusFaceStore(StoreConfig(uri=str(tmp_path / "ident.db")))
     ops = FaceOperations(FaceAnalyzer(), store, AuditLog(tmp_path / "audit.jsonl"))
     store.create_collection("gallery", model="dlib-resnet", dim=128)
     actor = Actor("test", "admin")

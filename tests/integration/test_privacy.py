@@ -11,7 +11,7 @@ import pytest
 
 from facestream.audit import Actor, AuditLog
 from facestream.errors import InvalidParameter, PurposeRequired
-from facestream.store import FaceRecord, FaceStore, StoreConfig
+from facestream.store import FaceRecord, MilvusFaceStore, StoreConfig
 from pipelines.erasure import DAY_MS, enforce_retention, erase_person, subject_hash
 
 ACTOR = Actor("dpo", "admin")
@@ -34,13 +34,13 @@ def _face(ext: str, created_ms: int, rng: np.random.Generator, user: str | None 
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FaceStore:
-    s = FaceStore(StoreConfig(uri=str(tmp_path / "p.db")))
+def store(tmp_path: Path) -> MilvusFaceStore:
+    s = MilvusFaceStore(StoreConfig(uri=str(tmp_path / "p.db")))
     yield s
     s.close()
 
 
-def test_retention_deletes_only_expired_faces(store: FaceStore, tmp_path: Path) -> None:
+def test_retention_deletes_only_expired_faces(store: MilvusFaceStore, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     audit = AuditLog(tmp_path / "audit.jsonl")
     store.create_collection("short", model="dlib-resnet", dim=128, retention_days=30)
@@ -66,7 +66,7 @@ def test_retention_deletes_only_expired_faces(store: FaceStore, tmp_path: Path) 
 
 
 def test_erasure_removes_a_person_everywhere_and_keeps_only_the_fact(
-    store: FaceStore, tmp_path: Path
+    store: MilvusFaceStore, tmp_path: Path
 ) -> None:
     rng = np.random.default_rng(1)
     audit = AuditLog(tmp_path / "audit.jsonl")
@@ -95,7 +95,7 @@ def test_erasure_removes_a_person_everywhere_and_keeps_only_the_fact(
     assert entry["purpose"] == "erasure request 7"
 
 
-def test_erasure_by_user_id(store: FaceStore, tmp_path: Path) -> None:
+def test_erasure_by_user_id(store: MilvusFaceStore, tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     audit = AuditLog(tmp_path / "audit.jsonl")
     store.create_collection("users", model="dlib-resnet", dim=128)
@@ -121,7 +121,7 @@ def _event(event_id: str, face_id: str, ext: str, server_ts_s: float) -> dict:
     }
 
 
-def test_erasure_and_retention_reach_the_match_events(store: FaceStore, tmp_path: Path) -> None:
+def test_erasure_and_retention_reach_the_match_events(store: MilvusFaceStore, tmp_path: Path) -> None:
     from pipelines.sinks import EventStore
 
     rng = np.random.default_rng(3)

@@ -18,7 +18,7 @@ from facestream.config import AnalyzerConfig, DetectorConfig, DeviceConfig
 from facestream.imageio import decode_image, load_image_file
 from facestream.operations import FaceOperations
 from facestream.similarity import cosine_to_similarity
-from facestream.store import FaceStore, StoreConfig
+from facestream.store import MilvusFaceStore, StoreConfig
 from models.analyzer import FaceAnalyzer
 from models.detector import MtcnnDetector
 from models.quality import QualityFilter, failure_reasons, min_side_px
@@ -170,7 +170,7 @@ def test_small_face_in_a_small_photo_is_indexed_with_the_default_filter(
     assert len(batch) >= 5 and float(batch.sizes_px.max()) < 40
     fixed = failure_reasons(QualityFilter.AUTO, batch.sizes_px, batch.brightness, batch.sharpness, batch.pose)
     assert all("SMALL_BOUNDING_BOX" in r for r in fixed)  # the old fixed 40 px rule indexes none
-    store = FaceStore(StoreConfig(uri=str(tmp_path / "small.db")))
+    store = MilvusFaceStore(StoreConfig(uri=str(tmp_path / "small.db")))
     try:
         store.create_collection("family", model=analyzer.model_name, dim=128)
         ops = FaceOperations(analyzer, store, AuditLog(tmp_path / "audit.jsonl"))

@@ -198,7 +198,7 @@ def has_data(result: list[dict[str, Any]]) -> bool:
 
 
 def _dead_store_actor(uri: str) -> Any:
-    """An actor holding a FaceStore on a Milvus server that is not running (store errors).
+    """An actor holding a MilvusFaceStore on a Milvus server that is not running (store errors).
 
     Defined here, not at module level: Ray pickles a local class by value, and this test module
     is not importable in Ray's workers.
@@ -207,9 +207,9 @@ def _dead_store_actor(uri: str) -> Any:
 
     class DeadStore:
         def __init__(self, uri: str) -> None:
-            from facestream.store import FaceStore, StoreConfig
+            from facestream.store import MilvusFaceStore, StoreConfig
 
-            self.store = FaceStore(StoreConfig(uri=uri, timeout_s=3.0))
+            self.store = MilvusFaceStore(StoreConfig(uri=uri, timeout_s=3.0))
 
         def try_list(self) -> str:
             try:

@@ -298,9 +298,9 @@ def test_cli_hostile_files_exit_2_and_change_nothing(tmp_path: Path) -> None:
     assert len(errors) == len(files), (lines, err)
     assert all(e["code"] and e["message"] for e in errors), errors
     # The CLI's store (Milvus Lite under its home), read in-process: still no face in it.
-    from facestream.store import FaceStore, StoreConfig
+    from facestream.store import MilvusFaceStore, StoreConfig
 
-    store = FaceStore(StoreConfig(uri=str(home / "milvus.db")))
+    store = MilvusFaceStore(StoreConfig(uri=str(home / "milvus.db")))
     try:
         assert store.describe_collection(COL).face_count == 0
     finally:

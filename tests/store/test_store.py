@@ -1,4 +1,4 @@
-"""FaceStore on both backends: Milvus Lite (a tmp .db) and the embedded Milvus server.
+"""MilvusFaceStore on both backends: Milvus Lite (a tmp .db) and the embedded Milvus server.
 
 Every behavioural test runs on both, proving they behave identically; server runs are
 marked slow. The server is shared by the session, so each test uses collection names
@@ -27,7 +27,7 @@ from facestream.errors import (
     StoreUnavailable,
 )
 from facestream.similarity import cosine_to_similarity, similarity_to_cosine
-from facestream.store import CollectionInfo, FaceRecord, FaceStore, StoreConfig
+from facestream.store import CollectionInfo, FaceRecord, MilvusFaceStore, StoreConfig
 from facestream.types import SearchHit
 from tests.helpers import scaled
 
@@ -49,8 +49,8 @@ def config(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Stor
 
 
 @pytest.fixture
-def store(config: StoreConfig) -> Iterator[FaceStore]:
-    s = FaceStore(config)
+def store(config: StoreConfig) -> Iterator[MilvusFaceStore]:
+    s = MilvusFaceStore(config)
     try:
         yield s
     finally:
@@ -88,7 +88,7 @@ def make_faces(
     ]
 
 
-def all_face_ids(store: FaceStore, name: str) -> list[str]:
+def all_face_ids(store: MilvusFaceStore, name: str) -> list[str]:
     ids: list[str] = []
     token = None
     while True:
@@ -101,7 +101,7 @@ def all_face_ids(store: FaceStore, name: str) -> list[str]:
 # ── collections ────────────────────────────────────────────────────────────────────────────
 
 
-def test_create_list_describe_delete(store: FaceStore, cname: str) -> None:
+def test_create_list_describe_delete(store: MilvusFaceStore, cname: str) -> None:
     before = time.time() * 1000
     info = store.create_collection(cname, model=MODEL, dim=DIM, retention_days=30, require_confirmation=True)
     assert isinstance(info, CollectionInfo)
@@ -146,14 +146,14 @@ def test_create_list_describe_delete(store: FaceStore, cname: str) -> None:
     ],
 )
 def test_create_collection_rejects(
-    store: FaceStore, cname: str, kwargs: dict[str, Any], message: str
+    store: MilvusFaceStore, cname: str, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidParameter, match=message):
         store.create_collection(cname, **kwargs)
     assert cname not in store.list_collections()
 
 
-def test_unknown_collection(store: FaceStore, cname: str) -> None:
+def test_unknown_collection(store: MilvusFaceStore, cname: str) -> None:
     rng = np.random.default_rng(0)
     calls = [
         lambda: store.describe_collection(cname),
@@ -174,7 +174,7 @@ def test_unknown_collection(store: FaceStore, cname: str) -> None:
 # ── faces ──────────────────────────────────────────────────────────────────────────────────
 
 
-def test_model_and_dim_mismatch(store: FaceStore, cname: str) -> None:
+def test_model_and_dim_mismatch(store: MilvusFaceStore, cname: str) -> None:
     rng = np.random.default_rng(1)
     store.create_collection(cname, model=MODEL, dim=DIM)
     with pytest.raises(ModelMismatch, match="facenet-vggface2"):
@@ -188,7 +188,7 @@ def test_model_and_dim_mismatch(store: FaceStore, cname: str) -> None:
     assert store.describe_collection(cname).face_count == 0
 
 
-def test_upsert_is_idempotent_and_roundtrips(store: FaceStore, cname: str) -> None:
+def test_upsert_is_idempotent_and_roundtrips(store: MilvusFaceStore, cname: str) -> None:
     rng = np.random.default_rng(2)
     store.create_collection(cname, model=MODEL, dim=DIM)
     faces = make_faces(rng, 5)
@@ -221,7 +221,7 @@ def test_upsert_is_idempotent_and_roundtrips(store: FaceStore, cname: str) -> No
         store.add_faces(cname, [no_emb], model=MODEL)
 
 
-def test_pagination(store: FaceStore, cname: str) -> None:
+def test_pagination(store: MilvusFaceStore, cname: str) -> None:
     rng = np.random.default_rng(3)
     store.create_collection(cname, model=MODEL, dim=DIM)
     faces = make_faces(rng, 25)
@@ -251,7 +251,7 @@ def test_pagination(store: FaceStore, cname: str) -> None:
     store.add_faces(other, make_faces(rng, 12), model=MODEL)
     _, other_token = store.list_faces(other, max_results=5)
     assert other_token is not None
-    stranger = FaceStore(store.config.model_copy(update={"pagination_secret": SecretStr("x" * 32)}))
+    stranger = MilvusFaceStore(store.config.model_copy(update={"pagination_secret": SecretStr("x" * 32)}))
     for bad in [
         f"{flipped}.{sig}",
         f"{body}.{sig[:-2]}AA",
@@ -272,7 +272,7 @@ def test_pagination(store: FaceStore, cname: str) -> None:
             store.list_faces(cname, max_results=bad_max)  # type: ignore[arg-type]
 
 
-def test_delete_and_retention_queries(store: FaceStore, cname: str) -> None:
+def test_delete_and_retention_queries(store: MilvusFaceStore, cname: str) -> None:
     rng = np.random.default_rng(4)
     store.create_collection(cname, model=MODEL, dim=DIM)
     a = make_faces(rng, 6, ext="photo-a.jpg")
@@ -305,7 +305,7 @@ def _exact_topk(stored: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, 
     return order, np.take_along_axis(cos, order, axis=1)
 
 
-def test_search_matches_exact_cosine(store: FaceStore, cname: str, backend: str) -> None:
+def test_search_matches_exact_cosine(store: MilvusFaceStore, cname: str, backend: str) -> None:
     rng = np.random.default_rng(5)
     store.create_collection(cname, model=MODEL, dim=DIM)
     faces = make_faces(rng, 300)
@@ -367,7 +367,9 @@ def test_search_matches_exact_cosine(store: FaceStore, cname: str, backend: str)
         (np.zeros((0, DIM), np.float32), "queries"),
     ],
 )
-def test_search_rejects_bad_queries(store: FaceStore, cname: str, queries: np.ndarray, message: str) -> None:
+def test_search_rejects_bad_queries(
+    store: MilvusFaceStore, cname: str, queries: np.ndarray, message: str
+) -> None:
     store.create_collection(cname, model=MODEL, dim=DIM)
     with pytest.raises(InvalidParameter, match=message):
         store.search(cname, queries, model=MODEL, max_faces=5, min_similarity=0)
@@ -410,11 +412,11 @@ HOSTILE = [
 ]
 
 
-def _state(store: FaceStore, name: str) -> tuple[list[str], list[str]]:
+def _state(store: MilvusFaceStore, name: str) -> tuple[list[str], list[str]]:
     return store.list_collections(), all_face_ids(store, name)
 
 
-def test_hostile_values_are_rejected_without_state_change(store: FaceStore, cname: str) -> None:
+def test_hostile_values_are_rejected_without_state_change(store: MilvusFaceStore, cname: str) -> None:
     """Table-driven: every hostile value x every operation -> InvalidParameter, nothing changed.
 
     One collection for the whole table (creating one per value costs seconds on the server).
@@ -466,19 +468,44 @@ def test_quote_is_the_only_door() -> None:
 # ── persistence, config, connection errors ────────────────────────────────────────────────
 
 
+def test_missing_lite_store_reads_as_empty_and_is_created_only_by_a_write(tmp_path: Path) -> None:
+    """Reading a store that was never written says so and creates nothing (not even its
+    directory); the first collection creates both."""
+    home = tmp_path / "never-used-home"
+    path = home / "milvus.db"
+    rng = np.random.default_rng(3)
+    with MilvusFaceStore(StoreConfig(uri=str(path))) as s:
+        assert s.list_collections() == []
+        assert s.list_collections_page() == ([], None)
+        for read in (
+            lambda: s.describe_collection("watch"),
+            lambda: s.list_faces("watch"),
+            lambda: s.search("watch", unit(rng, 1), model=MODEL, max_faces=1, min_similarity=0),
+            lambda: s.delete_collection("watch"),
+        ):
+            with pytest.raises(CollectionNotFound, match=r"'watch' does not exist: there is no face store at "):
+                read()
+        assert not home.exists()
+        s.create_collection("watch", model=MODEL, dim=DIM)
+        assert path.exists()
+        assert s.list_collections() == ["watch"]
+        with pytest.raises(CollectionNotFound, match=r"'other' does not exist at "):
+            s.describe_collection("other")
+
+
 def test_lite_persists_across_reopen(tmp_path: Path) -> None:
     from milvus_lite.server_manager import server_manager_instance
 
     path = str(tmp_path / "persist.db")
     rng = np.random.default_rng(7)
     faces = make_faces(rng, 12)
-    with FaceStore(StoreConfig(uri=path)) as s:
+    with MilvusFaceStore(StoreConfig(uri=path)) as s:
         s.create_collection("keep.me", model=MODEL, dim=DIM, retention_days=7)
         s.add_faces("keep.me", faces, model=MODEL)
         s.delete_faces("keep.me", [faces[0].face_id])
     # pymilvus keeps one in-process Lite server per path; stop it so the reopen reads disk
     server_manager_instance.release_server(path)
-    with FaceStore(StoreConfig(uri=path)) as s:
+    with MilvusFaceStore(StoreConfig(uri=path)) as s:
         info = s.describe_collection("keep.me")
         assert (info.model, info.dim, info.face_count, info.retention_days) == (MODEL, DIM, 11, 7)
         assert sorted(all_face_ids(s, "keep.me")) == sorted(f.face_id for f in faces[1:])
@@ -521,7 +548,7 @@ def test_unreachable_server_is_store_unavailable_without_token() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     uri = f"http://127.0.0.1:{port}"
-    store = FaceStore(StoreConfig(uri=uri, token=SecretStr("sekrit-token-123"), timeout_s=2))
+    store = MilvusFaceStore(StoreConfig(uri=uri, token=SecretStr("sekrit-token-123"), timeout_s=2))
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailable) as err:
         store.list_collections()
@@ -536,7 +563,7 @@ def test_server_hnsw_recall_on_sealed_segment(milvus_server_uri: str) -> None:
     are searched brute force), so this measures the index, not a scan."""
     rng = np.random.default_rng(8)
     name = f"hnsw-{uuid.uuid4().hex[:8]}"
-    with FaceStore(StoreConfig(uri=milvus_server_uri, timeout_s=60)) as store:
+    with MilvusFaceStore(StoreConfig(uri=milvus_server_uri, timeout_s=60)) as store:
         store.create_collection(name, model=MODEL, dim=DIM)
         faces = make_faces(rng, 3000)
         store.add_faces(name, faces, model=MODEL)
