@@ -1,9 +1,18 @@
 """Append-only, tamper-evident audit log (JSON lines, each entry chained to the previous by hash).
 
 An entry is written and fsynced before the answer it records is returned. It holds who
-(key id, role), when, the operation, the purpose, inputs (hashes of images, never images)
+(key id, its roles), when, the operation, the purpose, inputs (hashes of images, never images)
 and results (face ids, similarities). ``verify`` recomputes the chain and names the first
 entry that does not fit. Several processes may append: writes take an exclusive file lock.
+
+People are never named in an entry: every subject identifier (fields named in
+:data:`SUBJECT_FIELDS`, at any depth of ``inputs``/``results``) is replaced by its keyed
+pseudonym (:mod:`facestream.subjects`) before the entry is hashed. Erasing a person destroys
+the pseudonym's secret, so the chain stays intact and nothing in it can be tied back.
+
+A request signed with a purpose-bound key runs inside :func:`audit_context`: the key's purpose
+is the entry's ``purpose`` and a purpose header sent with it is kept beside it
+(``purpose_header``).
 """
 
 from __future__ import annotations
@@ -15,16 +24,44 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from facestream import metrics
 from facestream.errors import AuditIntegrityError
+from facestream.subjects import SubjectSecrets, default_path
 
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+
+#: field name -> subject kind: values of these fields are written as pseudonyms
+SUBJECT_FIELDS: dict[str, str] = {
+    "external_image_id": "external_image_id",
+    "ExternalImageId": "external_image_id",
+    "external_image_ids": "external_image_id",
+    "user_id": "user_id",
+    "UserId": "user_id",
+    "user_ids": "user_id",
+    "own_user": "user_id",
+}
+
+_CONTEXT: ContextVar[dict[str, str] | None] = ContextVar("facestream_audit_context", default=None)
+
+
+@contextmanager
+def audit_context(*, purpose: str | None = None, purpose_header: str | None = None) -> Iterator[None]:
+    """Entries appended inside carry ``purpose`` when their caller gave none (a purpose-bound
+    key's purpose) and ``purpose_header`` (a header sent with such a key) beside it."""
+    ctx = {k: v for k, v in (("purpose", purpose), ("purpose_header", purpose_header)) if v}
+    token = _CONTEXT.set(ctx)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:
@@ -42,6 +79,8 @@ class Actor:
 
     key_id: str
     role: str
+    #: every role of the key (``role`` is the first); empty: just ``role``
+    roles: tuple[str, ...] = ()
 
     @staticmethod
     def local_cli() -> Actor:
@@ -58,9 +97,33 @@ class VerifyResult:
 
 
 class AuditLog:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, subjects_path: str | Path | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: the pseudonym secrets of the people named in entries (outside the chain)
+        self.subjects = SubjectSecrets(Path(subjects_path) if subjects_path else default_path(self.path))
+
+    def _pseudonymise(self, value: Any, field: str | None = None) -> Any:
+        kind = SUBJECT_FIELDS.get(field or "")
+        if kind is not None:
+            if isinstance(value, str) and value:
+                return self.subjects.pseudonym(kind, value)
+            if isinstance(value, list):
+                return [self.subjects.pseudonym(kind, v) if isinstance(v, str) and v else v for v in value]
+        if isinstance(value, dict):
+            return {k: self._pseudonymise(v, k) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._pseudonymise(v) for v in value]
+        return value
+
+    def pseudonym(self, kind: str, value: str) -> str | None:
+        """The pseudonym entries use for a live subject (None: never named, or erased)."""
+        return self.subjects.pseudonym(kind, value, create=False)
+
+    def shred_subject(self, kind: str, value: str) -> bool:
+        """Erasure: destroy the subject's pseudonym secret; its entries can no longer be tied
+        back to it (the chain is not touched)."""
+        return self.subjects.shred(kind, value)
 
     def append(
         self,
@@ -72,7 +135,13 @@ class AuditLog:
         results: dict[str, Any] | None = None,
         now_ms: int | None = None,
     ) -> dict[str, Any]:
-        """Append one entry (fsynced) and return it, with its ``seq`` and ``hash``."""
+        """Append one entry (fsynced) and return it, with its ``seq`` and ``hash``.
+        Subject identifiers in ``inputs``/``results`` are written as pseudonyms."""
+        ctx = _CONTEXT.get() or {}
+        if purpose is None:
+            purpose = ctx.get("purpose")
+        inputs = self._pseudonymise(inputs or {})
+        results = self._pseudonymise(results or {})
         with self.path.open("a+", encoding="utf-8") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
@@ -80,13 +149,19 @@ class AuditLog:
                 entry: dict[str, Any] = {
                     "seq": seq,
                     "ts_ms": int(time.time() * 1000) if now_ms is None else now_ms,
-                    "actor": {"key_id": actor.key_id, "role": actor.role},
+                    "actor": {
+                        "key_id": actor.key_id,
+                        "role": actor.role,
+                        "roles": list(actor.roles or (actor.role,)),
+                    },
                     "operation": operation,
                     "purpose": purpose,
-                    "inputs": inputs or {},
-                    "results": results or {},
+                    "inputs": inputs,
+                    "results": results,
                     "prev_hash": prev,
                 }
+                if "purpose_header" in ctx:
+                    entry["purpose_header"] = ctx["purpose_header"]
                 entry["hash"] = _entry_hash(entry)
                 f.seek(0, os.SEEK_END)
                 f.write(_canonical(entry).decode() + "\n")

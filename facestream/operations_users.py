@@ -268,7 +268,7 @@ class UserOperationsMixin:
             purpose=purpose,
             inputs={"collection": collection, "user_id": user_id, "face_id": face_id, "threshold": threshold},
             results={
-                "matches": [[m["User"]["UserId"], m["Similarity"]] for m in matches],
+                "matches": [{"user_id": m["User"]["UserId"], "similarity": m["Similarity"]} for m in matches],
                 "own_user": own_user,
             },
         )
@@ -302,7 +302,9 @@ class UserOperationsMixin:
             operation="SearchUsersByImage",
             purpose=purpose,
             inputs={"collection": collection, "image_sha256": image.sha256, "threshold": threshold},
-            results={"matches": [[m["User"]["UserId"], m["Similarity"]] for m in matches]},
+            results={
+                "matches": [{"user_id": m["User"]["UserId"], "similarity": m["Similarity"]} for m in matches]
+            },
         )
         return {
             "UserMatches": matches,

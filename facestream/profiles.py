@@ -14,6 +14,10 @@ else ``general``. The CLI's ``--profile`` (``search``, ``stream``, ``demo``, ``p
 pipelines.stream``) sets ``FACESTREAM_PROFILE`` for its own process, so every threshold check in
 that process and in the Ray workers it starts sees the same profile. What 80 and 99 mean
 as false-match rates for each model on our labelled data is in README ("Similarity scale").
+
+Keys, too: ``public-safety`` refuses a key that holds admin together with indexer, searcher or
+reviewer (separation of duties), and a searcher key without a bound purpose; ``general``
+allows both (one purpose-bound key can run an SDK example end to end).
 """
 
 from __future__ import annotations
@@ -24,12 +28,34 @@ from typing import Literal
 
 from facestream.errors import InvalidParameter
 
+#: roles that act on faces; the public-safety profile keeps them away from admin keys
+OPERATIONAL_ROLES = frozenset({"indexer", "searcher", "reviewer"})
+
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     default_threshold: float
     min_threshold: float
+    #: separation of duties: no key may hold admin together with indexer/searcher/reviewer
+    separate_admin: bool = False
+    #: a key with the searcher role must be bound to a purpose (``keys create --purpose``)
+    searcher_needs_purpose: bool = False
+
+    def check_key(self, roles: frozenset[str] | set[str], purpose: str | None) -> None:
+        """Refuse a key this profile does not allow: at creation and at every use (a key made
+        under ``general`` stops working when the deployment moves to ``public-safety``)."""
+        if self.separate_admin and "admin" in roles and roles & OPERATIONAL_ROLES:
+            mixed = ", ".join(sorted(roles & OPERATIONAL_ROLES))
+            raise InvalidParameter(
+                f"the {self.name!r} deployment profile separates duties: a key may not hold admin "
+                f"together with {mixed}; make one key per duty"
+            )
+        if self.searcher_needs_purpose and "searcher" in roles and not (purpose or "").strip():
+            raise InvalidParameter(
+                f"the {self.name!r} deployment profile needs a purpose on every searcher key "
+                "(keys create --purpose 'case id or reason')"
+            )
 
     def threshold(self, requested: float | None) -> float:
         """The threshold to use: the profile default, or a requested one at or above the floor."""
@@ -47,7 +73,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "general": Profile("general", default_threshold=80.0, min_threshold=0.0),
-    "public-safety": Profile("public-safety", default_threshold=99.0, min_threshold=99.0),
+    "public-safety": Profile(
+        "public-safety",
+        default_threshold=99.0,
+        min_threshold=99.0,
+        separate_admin=True,
+        searcher_needs_purpose=True,
+    ),
 }
 
 

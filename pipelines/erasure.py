@@ -4,7 +4,9 @@ Milvus Lite accepts a collection TTL but never enforces it, and a Milvus server'
 delete silently; facestream deletes expired faces itself and writes each deletion to the
 audit log. Erasure removes every stored vector of a person (by ExternalImageId or UserId)
 from one or every collection; the audit entry keeps the fact of the deletion — who asked,
-why, how many faces — with the subject's id hashed, never the data.
+why, how many faces — with the subject's id as a keyed pseudonym whose secret erasure destroys
+(crypto-shredding, :mod:`facestream.subjects`): every audit entry that named the person stays
+in the chain, which still verifies, but none can be tied back to them.
 
 Given the state directory (``home``), erasure also reaches everything else that holds the
 person: match events (``events.sqlite3``), records still waiting in every processor's spool
@@ -19,7 +21,6 @@ The clock is injectable (``now_ms``) so retention is testable without waiting.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -42,12 +43,6 @@ class MatchEvents(Protocol):
     def erase(self, *, external_image_id: str | None = None, face_ids: list[str] | None = None) -> int: ...
 
     def delete_older_than(self, server_ts_s: float) -> int: ...
-
-
-def subject_hash(value: str) -> str:
-    """What the audit log keeps of an erased subject's id: enough to answer "was X erased?"
-    (hash the id you are asked about and compare) without keeping the id itself."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
 @dataclass
@@ -216,8 +211,9 @@ def erase_person(
         (default: all) and, with ``home``, everything else that holds them (see the module doc).
     ``events_path``: the event store when it is not ``<home>/events.sqlite3``.
 
-        Returns per-store counts (:meth:`ErasureReport.to_dict`); the audit entry holds the hashed
-        id and the counts, never the id itself.
+        Returns per-store counts (:meth:`ErasureReport.to_dict`); the audit entry holds the id's
+        pseudonym and the counts, and the pseudonym secret is then destroyed (every earlier entry
+        naming the person becomes unresolvable too).
     """
     purpose = check_purpose(purpose)
     from facestream.errors import InvalidParameter
@@ -272,8 +268,9 @@ def erase_person(
         operation="ErasePerson",
         purpose=purpose,
         inputs={
-            "external_image_id_sha256": subject_hash(external_image_id) if external_image_id else None,
-            "user_id_sha256": subject_hash(user_id) if user_id else None,
+            # Written as pseudonyms (facestream.audit), whose secrets are shredded just below.
+            "external_image_id": external_image_id,
+            "user_id": user_id,
             "collections": targets,
         },
         results={
@@ -286,6 +283,12 @@ def erase_person(
             "deleted_candidates": rep.candidates,
         },
     )
+    # Crypto-shredding: with the secrets gone, no audit entry (this one included) can be tied
+    # back to the person; the chain is untouched and still verifies.
+    if external_image_id is not None:
+        audit.shred_subject("external_image_id", external_image_id)
+    if user_id is not None:
+        audit.shred_subject("user_id", user_id)
     return rep.to_dict()
 
 

@@ -231,9 +231,31 @@ class SearchUsersByImageRequest(_Req):
 # ── facestream-only: keys and the audit log (native API) ─────────────────────────────────
 
 
+RoleName = Literal["admin", "indexer", "searcher", "auditor", "viewer", "reviewer"]
+
+
 class CreateAccessKeyRequest(_Req):
-    Role: Literal["admin", "indexer", "searcher", "auditor", "viewer"]
+    """A key with one role (``Role``) or several (``Roles``), optionally bound to a purpose and
+    expiring. The deployment profile may refuse the combination (public-safety: admin apart
+    from indexer/searcher/reviewer; searcher keys need a purpose)."""
+
+    Role: RoleName | None = None
+    Roles: list[RoleName] | None = Field(None, min_length=1, max_length=6)
     Description: str = Field("", max_length=200, pattern=r"^[ -~]*$", description="printable ASCII")
+    Purpose: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x1f]*$",
+        description="purpose bound to the key: audited for every request it signs",
+    )
+    ExpiresDays: float | None = Field(None, gt=0, le=3650, description="days until the key stops working")
+
+    @model_validator(mode="after")
+    def _one_role_field(self) -> CreateAccessKeyRequest:
+        if (self.Role is None) == (self.Roles is None):
+            raise ValueError("give exactly one of Role and Roles")
+        return self
 
 
 class ListAccessKeysRequest(_Req):

@@ -17,16 +17,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from facestream.audit import Actor, AuditLog
+from facestream.audit import Actor, AuditLog, audit_context
 from facestream.errors import FacestreamError, ImageTooLarge, InvalidParameter, PermissionDenied
 from facestream.imageio import LoadedImage, decode_image, load_image_file
 from facestream.operations import Analyzer, FaceOperations
 from facestream.quality import QualityFilter
-from facestream.store import FaceStore, StoreConfig
+from facestream.store import FaceStore, MilvusFaceStore, StoreConfig
 from serve import models as m
 from serve.config import ApiConfig
 from serve.errors import InvalidPaginationToken, InvalidS3Object, MissingAuthentication, UnrecognizedClient
-from serve.keys import KeyStore, Role, load_master_key
+from serve.keys import KeyInfo, KeyStore, Role, load_master_key, sorted_roles
 from serve.sigv4 import SignedRequest, verify
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,21 @@ ALL_ROLES = frozenset(Role)
 
 @dataclass(frozen=True)
 class Principal:
+    """Who signed a request: the key, every role it holds and the purpose bound to it."""
+
     access_key_id: str
-    role: Role
+    roles: frozenset[Role]
+    purpose: str | None = None
+
+    @property
+    def role(self) -> Role:
+        """The key's first role in canonical order (admin, indexer, searcher, ...)."""
+        return sorted_roles(self.roles)[0]
 
     @property
     def actor(self) -> Actor:
-        return Actor(key_id=self.access_key_id, role=self.role.value)
+        ordered = sorted_roles(self.roles)
+        return Actor(key_id=self.access_key_id, role=ordered[0].value, roles=tuple(r.value for r in ordered))
 
 
 Handler = Callable[["ApiService", Any, Principal, str | None], dict[str, Any]]
@@ -95,7 +104,7 @@ class ApiService:
         master = config.auth.master_key.get_secret_value() if config.auth.master_key else None
         self.keys = KeyStore(config.resolved_keys_path, load_master_key(home, master, create=True))
         # ``store``: the store actor's client when the API shares the store with stream processors.
-        self.store = store or FaceStore(
+        self.store: FaceStore = store or MilvusFaceStore(
             StoreConfig(
                 uri=config.resolved_store_uri,
                 token=config.store_token,
@@ -117,13 +126,13 @@ class ApiService:
     # ── authentication and authorisation ────────────────────────────────────────────────
 
     def authenticate_sigv4(self, req: SignedRequest) -> Principal:
-        roles: dict[str, Role] = {}
+        infos: dict[str, KeyInfo] = {}
 
         def lookup(key_id: str) -> str | None:
             found = self.keys.active_secret(key_id)
             if found is None:
                 return None
-            roles[key_id] = found[0].role
+            infos[key_id] = found[0]
             return found[1]
 
         skew = self.config.auth.max_clock_skew_s
@@ -135,7 +144,7 @@ class ApiService:
             remember=lambda sig: self.keys.remember_signature(sig, 2 * skew * 1000),
             max_skew_s=skew,
         )
-        return Principal(v.access_key_id, roles[v.access_key_id])
+        return self._principal(infos[v.access_key_id])
 
     def authenticate_bearer(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -151,14 +160,30 @@ class ApiService:
         info = self.keys.verify_bearer(key_id, secret)
         if info is None:
             raise UnrecognizedClient("the access key is unknown or revoked, or the secret is wrong")
-        return Principal(info.access_key_id, info.role)
+        return self._principal(info)
+
+    def _principal(self, info: KeyInfo) -> Principal:
+        """The principal of a verified key: refused if it expired or if the deployment profile
+        in force does not allow its roles/purpose (a key made under another profile)."""
+        from facestream.profiles import resolve_profile
+
+        if info.expired:
+            raise UnrecognizedClient(f"the access key {info.access_key_id} has expired")
+        principal = Principal(info.access_key_id, info.roles, info.purpose)
+        try:
+            resolve_profile().check_key({r.value for r in info.roles}, info.purpose)
+        except InvalidParameter as exc:
+            self.audit.append(actor=principal.actor, operation="AccessDenied", inputs={"reason": "profile"})
+            raise PermissionDenied(f"key {info.access_key_id} refused: {exc.message}") from None
+        return principal
 
     def authorize(self, principal: Principal, op: Operation) -> None:
-        if principal.role not in op.roles:
+        if not principal.roles & op.roles:
             allowed = ", ".join(sorted(r.value for r in op.roles))
+            held = ", ".join(r.value for r in sorted_roles(principal.roles))
             self.audit.append(actor=principal.actor, operation="AccessDenied", inputs={"operation": op.name})
             raise PermissionDenied(
-                f"role {principal.role.value!r} of key {principal.access_key_id} may not call "
+                f"the roles ({held}) of key {principal.access_key_id} may not call "
                 f"{op.name}; allowed roles: {allowed}"
             )
 
@@ -178,11 +203,21 @@ class ApiService:
             req = op.model.model_validate(params)
         except ValidationError as exc:
             raise InvalidParameter(f"{op.name}: {validation_message(exc)}") from None
+        header = purpose
+        if principal.purpose is not None:
+            # A purpose-bound key: its purpose is the one audited; a header sent with it is
+            # recorded beside it, not instead of it.
+            purpose = principal.purpose
+            if header is not None:
+                from facestream.operations import check_purpose
+
+                header = check_purpose(header)
         if op.needs_purpose:
             from facestream.operations import check_purpose
 
             purpose = check_purpose(purpose)
-        return op.handler(self, req, principal, purpose)
+        with audit_context(purpose=principal.purpose, purpose_header=header if principal.purpose else None):
+            return op.handler(self, req, principal, purpose)
 
     # ── images ──────────────────────────────────────────────────────────────────────────
 
@@ -406,12 +441,17 @@ def _search_users_by_image(
 
 
 def _create_key(s: ApiService, r: m.CreateAccessKeyRequest, p: Principal, _: str | None) -> dict[str, Any]:
-    new = s.keys.create(r.Role, r.Description)
+    new = s.keys.create(
+        r.Roles or [r.Role or ""],
+        r.Description,
+        purpose=r.Purpose,
+        expires_days=r.ExpiresDays,
+    )
     s.audit.append(
         actor=p.actor,
         operation="CreateAccessKey",
-        inputs={"role": r.Role},
-        results={"key_id": new.access_key_id},
+        inputs={"roles": [x.value for x in sorted_roles(new.roles)], "purpose": new.purpose},
+        results={"key_id": new.access_key_id, "expires_at_ms": new.expires_at_ms},
     )
     return new.to_json()
 

@@ -35,26 +35,32 @@ def _keystore(ctx: Context) -> KeyStore:
 
 def cmd_keys(ctx: Context) -> None:
     from facestream.audit import Actor
+    from serve.keys import sorted_roles
 
     a = ctx.args
     ks = _keystore(ctx)
     if a.action == "create":
-        new = ks.create(a.role, a.description or "")
+        new = ks.create(a.role, a.description or "", purpose=a.purpose, expires_days=a.expires_days)
+        roles = [r.value for r in sorted_roles(new.roles)]
         ctx.audit.append(
             actor=Actor.local_cli(),
             operation="CreateAccessKey",
-            inputs={"role": new.role.value},
-            results={"key_id": new.access_key_id},
+            inputs={"roles": roles, "purpose": new.purpose},
+            results={"key_id": new.access_key_id, "expires_at_ms": new.expires_at_ms},
         )
         ctx.emit(
             new.to_json(),
             f"AccessKeyId     {new.access_key_id}\nSecretAccessKey {new.secret_access_key}\n"
-            f"Role            {new.role.value}\n(the secret is shown only now; store it safely)",
+            f"Roles           {', '.join(roles)}\n"
+            + (f"Purpose         {new.purpose}\n" if new.purpose else "")
+            + (f"ExpiresAtMs     {new.expires_at_ms}\n" if new.expires_at_ms else "")
+            + "(the secret is shown only now; store it safely)",
         )
     elif a.action == "list":
         for k in ks.list():
             info = k.to_json()
-            ctx.emit(info, f"{k.access_key_id} {k.role.value:<8} {info['Status']} {k.description}")
+            held = ",".join(r.value for r in sorted_roles(k.roles))
+            ctx.emit(info, f"{k.access_key_id} {held:<8} {info['Status']} {k.purpose or ''} {k.description}")
     elif a.action == "revoke":
         revoked = ks.revoke(a.key_id)
         ctx.audit.append(actor=Actor.local_cli(), operation="RevokeAccessKey", inputs={"key_id": a.key_id})
@@ -134,8 +140,20 @@ def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser("keys", help="create | list | revoke API access keys")
     ksub = p.add_subparsers(dest="action", required=True)
     q = ksub.add_parser("create", help="a new key; its secret is shown once")
-    q.add_argument("--role", required=True, choices=["admin", "indexer", "searcher", "auditor", "viewer"])
+    q.add_argument(
+        "--role",
+        required=True,
+        action="append",
+        choices=["admin", "indexer", "searcher", "auditor", "viewer", "reviewer"],
+        help="a role of the key; repeat for several (--role admin --role indexer)",
+    )
     q.add_argument("--description", help="who or what the key is for")
+    q.add_argument(
+        "--purpose",
+        help="bind the key to a purpose (case id or reason): every request it signs is audited with it, "
+        "and searches need no purpose header",
+    )
+    q.add_argument("--expires-days", type=float, help="the key stops working after this many days")
     add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_keys)
     q = ksub.add_parser("list", help="every key with its role and status (never a secret)")
