@@ -1,6 +1,6 @@
-"""Match records shaped like Rekognition Video's stream-processor output.
+"""Match events from the tracker's match updates (see :mod:`facestream.match_event`).
 
-One record per (track, identity); later revisions of the same match keep its ``EventId``
+One event per (track, identity); later revisions of the same match keep its ``EventId``
 and raise ``Revision``. ``(EventId, Revision)`` is what sinks deduplicate on.
 """
 
@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from facestream.match_event import MatchedFace, MatchEvent, TrackSummary, to_rekognition
 from pipelines.tracker import MatchUpdate
 
 _NAMESPACE = uuid.UUID("6f1c1c55-0f4e-4d0b-9f53-3f2a4f7b5e11")
@@ -20,40 +21,42 @@ def event_id(processor: str, track_id: str, face_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{processor}/{track_id}/{face_id}"))
 
 
+def match_event(
+    processor: str, status: str, update: MatchUpdate, *, now_s: float | None = None
+) -> MatchEvent:
+    """The event (revision) a match update makes; the identity's observations as they are now."""
+    ident = update.identity
+    sims = ident.similarities
+    return MatchEvent(
+        event_id=event_id(processor, update.track_id, ident.face_id),
+        revision=update.revision,
+        processor=processor,
+        status=status,
+        track_id=update.track_id,
+        frame_offset_s=update.frame.offset_s,
+        producer_ts=update.frame.producer_ts,
+        server_ts=update.frame.server_ts,
+        detected_face=update.detected_face,
+        match=MatchedFace(
+            face_id=ident.face_id,
+            image_id=ident.image_id,
+            external_image_id=ident.external_image_id,
+            similarity=update.similarity,
+        ),
+        track=TrackSummary(
+            first_offset_s=update.first_offset_s,
+            last_offset_s=update.last_offset_s,
+            frames=update.track_frames,
+            searches=update.track_searches,
+            similarity_max=float(max(sims)),
+            similarity_observations=len(sims),
+        ),
+        emitted_ts=time.time() if now_s is None else now_s,
+    )
+
+
 def match_record(
     processor: str, status: str, update: MatchUpdate, *, now_s: float | None = None
 ) -> dict[str, Any]:
-    ident = update.identity
-    face: dict[str, Any] = {"FaceId": ident.face_id, "ImageId": ident.image_id}
-    if ident.external_image_id is not None:
-        face["ExternalImageId"] = ident.external_image_id
-    sims = ident.similarities
-    return {
-        "EventId": event_id(processor, update.track_id, ident.face_id),
-        "Revision": update.revision,
-        "TrackId": update.track_id,
-        "InputInformation": {
-            "Stream": {
-                "Name": processor,
-                "FrameOffsetInSeconds": round(update.frame.offset_s, 3),
-                "ProducerTimestamp": round(update.frame.producer_ts, 3),
-                "ServerTimestamp": round(update.frame.server_ts, 3),
-            }
-        },
-        "StreamProcessorInformation": {"Status": status},
-        "FaceSearchResponse": [
-            {
-                "DetectedFace": update.detected_face,
-                "MatchedFaces": [{"Similarity": round(update.similarity, 3), "Face": face}],
-            }
-        ],
-        "Track": {
-            "FirstSeenOffsetInSeconds": round(update.first_offset_s, 3),
-            "LastSeenOffsetInSeconds": round(update.last_offset_s, 3),
-            "Frames": update.track_frames,
-            "Searches": update.track_searches,
-            "SimilarityMax": round(max(sims), 3),
-            "SimilarityObservations": len(sims),
-        },
-        "EmittedTimestamp": round(time.time() if now_s is None else now_s, 3),
-    }
+    """The wire form of :func:`match_event` (Rekognition stream-processor JSON)."""
+    return to_rekognition(match_event(processor, status, update, now_s=now_s))

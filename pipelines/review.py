@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from facestream.errors import Conflict, InvalidParameter, ResourceNotFound
+from facestream.match_event import EventOrRecord, as_record, index_fields
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class ReviewStore:
 
     def submit(
         self,
-        record: dict[str, Any],
+        record: EventOrRecord,
         *,
         collection: str,
         required: int,
@@ -213,12 +214,12 @@ class ReviewStore:
         spool: Path,
         crop_jpeg: bytes | None,
     ) -> Filing:
-        """File a match record that needs confirmation; say what the caller must do with it."""
-        eid, rev = str(record["EventId"]), int(record["Revision"])
-        processor = record["InputInformation"]["Stream"]["Name"]
-        track = str(record["TrackId"])
-        match = record["FaceSearchResponse"][0]["MatchedFaces"][0]
-        stream = record["InputInformation"]["Stream"]
+        """File a match event (or its record) that needs confirmation; say what the caller must do with it."""
+        f = index_fields(record)
+        eid, rev = str(f.event_id), int(f.revision)
+        processor = f.processor
+        track = str(f.track_id)
+        body = json.dumps(as_record(record), ensure_ascii=False)
         with self._tx() as db:
             rejected = db.execute(
                 "SELECT 1 FROM candidates WHERE processor = ? AND track_id = ? AND status = ? LIMIT 1",
@@ -231,7 +232,7 @@ class ReviewStore:
                 if rev > int(row[1]):
                     db.execute(
                         "UPDATE candidates SET revision = ?, similarity = ?, record = ? WHERE event_id = ?",
-                        (rev, match["Similarity"], json.dumps(record, ensure_ascii=False), eid),
+                        (rev, f.similarity, body, eid),
                     )
                 return Filing.RELEASE
             if row is None:
@@ -245,15 +246,15 @@ class ReviewStore:
                         processor,
                         collection,
                         track,
-                        match["Face"]["FaceId"],
-                        match["Face"].get("ExternalImageId"),
-                        match["Similarity"],
-                        stream["ServerTimestamp"],
-                        stream["FrameOffsetInSeconds"],
+                        f.face_id,
+                        f.external_image_id,
+                        f.similarity,
+                        f.server_ts,
+                        f.frame_offset_s,
                         Status.PENDING.value,
                         max(1, int(required)),
                         self._clock(),
-                        json.dumps(record, ensure_ascii=False),
+                        body,
                         json.dumps(sinks),
                         str(spool),
                         crop_jpeg,
@@ -266,10 +267,10 @@ class ReviewStore:
                     " record = ?, crop = COALESCE(?, crop) WHERE event_id = ?",
                     (
                         rev,
-                        match["Similarity"],
-                        stream["ServerTimestamp"],
-                        stream["FrameOffsetInSeconds"],
-                        json.dumps(record, ensure_ascii=False),
+                        f.similarity,
+                        f.server_ts,
+                        f.frame_offset_s,
+                        body,
                         crop_jpeg,
                         eid,
                     ),

@@ -20,13 +20,14 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import requests
 
+from facestream.match_event import EventOrRecord, MatchRecord, as_record, event_key, index_fields
 from pipelines.config import (
     DeliveryConfig,
     EventStoreSinkConfig,
@@ -56,13 +57,13 @@ class Sink(Protocol):
     name: str
     kind: str
 
-    def deliver(self, records: list[dict[str, Any]]) -> None: ...
+    def deliver(self, records: Sequence[EventOrRecord]) -> None: ...
 
     def close(self) -> None: ...
 
 
-def _key(rec: dict[str, Any]) -> tuple[str, int]:
-    return str(rec["EventId"]), int(rec["Revision"])
+def _key(rec: EventOrRecord) -> tuple[str, int]:
+    return event_key(rec)
 
 
 def record_names(rec: dict[str, Any], *, external_image_id: str | None, face_ids: set[str]) -> bool:
@@ -143,14 +144,14 @@ class JsonlSink:
                     except (ValueError, KeyError, TypeError):
                         continue  # a torn last line from a crash; the spool still has it
 
-    def deliver(self, records: list[dict[str, Any]]) -> None:
+    def deliver(self, records: Sequence[EventOrRecord]) -> None:
         fresh = [r for r in records if _key(r) not in self._seen]
         if not fresh:
             return
         try:
             with self.path.open("a", encoding="utf-8") as f:
                 for r in fresh:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                    f.write(json.dumps(as_record(r), ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
@@ -175,13 +176,13 @@ class WebhookSink:
         if config.bearer_token is not None:
             self._headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
 
-    def deliver(self, records: list[dict[str, Any]]) -> None:
+    def deliver(self, records: Sequence[EventOrRecord]) -> None:
         for done, r in enumerate(records):
             eid, rev = _key(r)
             try:
                 resp = self._session.post(
                     self._url,
-                    data=json.dumps(r, ensure_ascii=False).encode(),
+                    data=json.dumps(as_record(r), ensure_ascii=False).encode(),
                     headers={**self._headers, "Idempotency-Key": f"{eid}:{rev}"},
                     timeout=self._timeout,
                     # A redirect could lead past the webhook host allowlist: never followed.
@@ -221,23 +222,22 @@ class EventStore:
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS events_proc_ts ON events (processor, server_ts)")
 
-    def upsert(self, records: list[dict[str, Any]]) -> None:
+    def upsert(self, records: Sequence[EventOrRecord]) -> None:
         rows = []
         for r in records:
-            match = r["FaceSearchResponse"][0]["MatchedFaces"][0]
-            stream = r["InputInformation"]["Stream"]
+            f = index_fields(r)
             rows.append(
                 (
-                    r["EventId"],
-                    r["Revision"],
-                    stream["Name"],
-                    r["TrackId"],
-                    match["Face"]["FaceId"],
-                    match["Face"].get("ExternalImageId"),
-                    match["Similarity"],
-                    stream["FrameOffsetInSeconds"],
-                    stream["ServerTimestamp"],
-                    json.dumps(r, ensure_ascii=False),
+                    f.event_id,
+                    f.revision,
+                    f.processor,
+                    f.track_id,
+                    f.face_id,
+                    f.external_image_id,
+                    f.similarity,
+                    f.frame_offset_s,
+                    f.server_ts,
+                    json.dumps(as_record(r), ensure_ascii=False),
                 )
             )
         with self._lock, self._db:
@@ -335,7 +335,7 @@ class EventStoreSink:
         self.name = f"event-store:{config.path}"
         self.kind = "event-store"
 
-    def deliver(self, records: list[dict[str, Any]]) -> None:
+    def deliver(self, records: Sequence[EventOrRecord]) -> None:
         try:
             self.store.upsert(records)
         except sqlite3.Error as exc:
@@ -380,9 +380,10 @@ class Spool:
         with self._lock, self._db:
             yield self._db
 
-    def put(self, sinks: list[str], record: dict[str, Any]) -> None:
+    def put(self, sinks: list[str], record: EventOrRecord) -> None:
+        """Queue an event (its wire form, :func:`facestream.match_event.to_rekognition`) for each sink."""
         eid, rev = _key(record)
-        body = json.dumps(record, ensure_ascii=False)
+        body = json.dumps(as_record(record), ensure_ascii=False)
         with self._tx() as db:
             db.executemany("INSERT OR IGNORE INTO sinks (name) VALUES (?)", [(s,) for s in sinks])
             for s in sinks:
@@ -395,14 +396,14 @@ class Spool:
                     (s, eid, rev, body),
                 )
 
-    def pending(self, sink: str, limit: int) -> list[dict[str, Any]]:
+    def pending(self, sink: str, limit: int) -> list[MatchRecord]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT record FROM outbox WHERE sink = ? ORDER BY seq LIMIT ?", (sink, limit)
             ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
-    def ack(self, sink: str, records: list[dict[str, Any]]) -> None:
+    def ack(self, sink: str, records: Sequence[EventOrRecord]) -> None:
         with self._tx() as db:
             db.executemany(
                 "DELETE FROM outbox WHERE sink = ? AND event_id = ? AND revision = ?",

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from facestream.rekognition import face_detail
+from facestream.match_event import DetectedFace
 from facestream.similarity import cosine_to_similarity
 from facestream.types import FaceBatch, SearchHit
 from pipelines.config import TrackerConfig
@@ -77,7 +77,8 @@ class Track:
     searches: int = 0
     searched_quality: float = 0.0
     best_quality: float = 0.0
-    best_detail: dict[str, Any] = field(default_factory=dict)
+    #: the best face so far (pixels of its frame; see best_quality, best_frame)
+    best_face: DetectedFace | None = None
     best_frame: FrameInfo | None = None
     identities: dict[str, IdentityEvidence] = field(default_factory=dict)
     #: the face the track was last searched with (its identity reference), None before a search
@@ -99,7 +100,7 @@ class _Held:
     info: FrameInfo
     frame_no: int
     quality: float
-    detail: dict[str, Any]
+    face: DetectedFace
     log_slot: list[Any]  # the [track_id, box] entry of FaceTracker.assignments, relabelled on a split
 
 
@@ -117,7 +118,8 @@ class MatchUpdate:
     identity: IdentityEvidence
     similarity: float
     revision: int
-    detected_face: dict[str, Any]
+    #: the track's best face so far (formatted only at the edges: facestream.match_event)
+    detected_face: DetectedFace | None
     frame: FrameInfo
     first_offset_s: float
     last_offset_s: float
@@ -290,12 +292,12 @@ class FaceTracker:
         track.frames += 1
 
     def _consider_search(
-        self, track: Track, emb: np.ndarray, q: float, detail: dict[str, Any], info: FrameInfo
+        self, track: Track, emb: np.ndarray, q: float, face: DetectedFace, info: FrameInfo
     ) -> SearchRequest | None:
         cfg = self.config
         if q > track.best_quality:
             track.best_quality = q
-            track.best_detail = detail
+            track.best_face = face
             track.best_frame = info
         if q <= 0.0 or track.searches >= cfg.max_searches_per_track:
             return None
@@ -322,9 +324,9 @@ class FaceTracker:
         request = None
         for h in held:
             if h is best:
-                request = self._consider_search(new, h.embedding, h.quality, h.detail, h.info)
+                request = self._consider_search(new, h.embedding, h.quality, h.face, h.info)
             elif h.quality > new.best_quality:
-                new.best_quality, new.best_detail, new.best_frame = h.quality, h.detail, h.info
+                new.best_quality, new.best_face, new.best_frame = h.quality, h.face, h.info
         return request
 
     def observe(self, info: FrameInfo, batch: FaceBatch) -> list[SearchRequest]:
@@ -355,9 +357,8 @@ class FaceTracker:
                 ref = track.reference if track.reference is not None else track.embedding
                 if float(self.similarity(model, float(ref @ emb))) < cfg.same_person_similarity:
                     # Someone else, or a bad view: held back until it is clear which.
-                    track.pending.append(
-                        _Held(box, emb.copy(), info, self.frames_seen, q, face_detail(batch, i), slot)
-                    )
+                    face = DetectedFace.from_batch(batch, i)
+                    track.pending.append(_Held(box, emb.copy(), info, self.frames_seen, q, face, slot))
                     slot[0] = track.track_id
                     if len(track.pending) >= cfg.drift_frames:
                         req = self._split(track)
@@ -369,10 +370,21 @@ class FaceTracker:
             else:
                 track = self._new_track(box, emb, info)
             slot[0] = track.track_id
-            req = self._consider_search(track, emb, q, face_detail(batch, i), info)
+            req = self._consider_search(track, emb, q, DetectedFace.from_batch(batch, i), info)
             if req is not None:
                 requests.append(req)
         return requests
+
+    def face_index(self, track_id: str) -> int | None:
+        """Which face of the frame last observed the tracker gave to ``track_id`` (its own
+        assignment, held faces included), or None when the track had no face there."""
+        if not self.assignments:
+            return None
+        _offset_s, faces = self.assignments[-1]
+        for i, (tid, _box) in enumerate(faces):
+            if tid == track_id:
+                return i
+        return None
 
     def search_failed(self, track_ids: list[str]) -> None:
         """Those searches never reached the store (outage): the tracks ask again on their next face.
@@ -418,7 +430,7 @@ class FaceTracker:
                     identity=ev,
                     similarity=agg,
                     revision=ev.revision,
-                    detected_face=track.best_detail,
+                    detected_face=track.best_face,
                     frame=track.best_frame or track.last,
                     first_offset_s=track.first.offset_s,
                     last_offset_s=track.last.offset_s,
