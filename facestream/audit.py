@@ -98,8 +98,7 @@ class VerifyResult:
 
 class AuditLog:
     def __init__(self, path: str | Path, subjects_path: str | Path | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)  # its directory is made by the first append: reading writes nothing
         #: the pseudonym secrets of the people named in entries (outside the chain)
         self.subjects = SubjectSecrets(Path(subjects_path) if subjects_path else default_path(self.path))
 
@@ -142,6 +141,7 @@ class AuditLog:
             purpose = ctx.get("purpose")
         inputs = self._pseudonymise(inputs or {})
         results = self._pseudonymise(results or {})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+", encoding="utf-8") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
