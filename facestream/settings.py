@@ -1,11 +1,13 @@
 """Where facestream keeps its state, resolved from flags, environment and defaults.
 
-Precedence: command-line flag > environment variable > default under ``./var/facestream``.
+Precedence: command-line flag > environment variable > default under the state home, which
+never depends on the working directory (:func:`facestream.paths.default_home`).
 
 =========================  ====================================  ===============================
 setting                    environment                           default
 =========================  ====================================  ===============================
-state directory            ``FACESTREAM_HOME``                   ``./var/facestream``
+state directory            ``FACESTREAM_HOME``                   ``$XDG_DATA_HOME/facestream``
+                                                                 (``~/.local/share/facestream``)
 vector store               ``FACESTREAM_STORE``                  ``<home>/milvus.db`` (Milvus Lite)
 audit log                  ``FACESTREAM_AUDIT_LOG``              ``<home>/audit.jsonl``
 embedding model            ``FACESTREAM_MODEL``                  ``dlib-resnet``
@@ -29,31 +31,9 @@ from facestream.config import (
     _Model,
 )
 from facestream.errors import InvalidParameter
+from facestream.paths import StateHome, StatePaths, default_home
 
-
-class StatePaths:
-    """Where state lives under a ``home`` directory unless a path is given explicitly.
-
-    Mixed into every config that has ``home``, ``store_uri``, ``audit_path`` and
-    ``events_path`` fields, so the CLI, the stream jobs and the API agree on one layout.
-    """
-
-    home: Path
-    store_uri: str | None
-    audit_path: Path | None
-    events_path: Path | None
-
-    @property
-    def resolved_store_uri(self) -> str:
-        return self.store_uri or str(self.home / "milvus.db")
-
-    @property
-    def resolved_audit_path(self) -> Path:
-        return self.audit_path or self.home / "audit.jsonl"
-
-    @property
-    def resolved_events_path(self) -> Path:
-        return self.events_path or self.home / "events.sqlite3"
+__all__ = ["Settings", "StatePaths", "resolve_settings"]
 
 
 class Settings(_Model):
@@ -63,6 +43,11 @@ class Settings(_Model):
     )
     audit_path: Path = Field(description="append-only audit log (JSON lines)")
     analyzer: AnalyzerConfig = Field(default_factory=AnalyzerConfig)
+
+    @property
+    def state(self) -> StateHome:
+        """the files and folders under :attr:`home`"""
+        return StateHome(self.home)
 
 
 def resolve_settings(
@@ -74,9 +59,10 @@ def resolve_settings(
     weights: str | None = None,
 ) -> Settings:
     env = os.environ
-    home_p = Path(home or env.get("FACESTREAM_HOME") or "var/facestream")
-    store_uri = store or env.get("FACESTREAM_STORE") or str(home_p / "milvus.db")
-    audit = Path(env.get("FACESTREAM_AUDIT_LOG") or home_p / "audit.jsonl")
+    home_p = Path(home) if home else default_home()
+    state = StateHome(home_p)
+    store_uri = store or env.get("FACESTREAM_STORE") or str(state.milvus_db)
+    audit = Path(env.get("FACESTREAM_AUDIT_LOG") or state.audit_log)
     model_name = model or env.get("FACESTREAM_MODEL") or "dlib-resnet"
     weights_p = Path(weights) if weights else None
     if model_name == "dlib-resnet":

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from facestream.config import EmbeddingServiceConfig
+from facestream.paths import StatePaths, default_home
 from facestream.profiles import ProfileName
-from facestream.settings import StatePaths
 
 #: a POSIX environment variable name
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -417,7 +417,11 @@ class ProcessorSettings(_Model):
 class RuntimeConfig(StatePaths, _Model):
     """Where a fleet runs: state, store, audit, the shared face deployment."""
 
-    home: Path = Field(Path("var/facestream"), description="state directory (registry, spools)")
+    home: Path = Field(
+        default_factory=default_home,
+        description="state directory (registry, spools); default: FACESTREAM_HOME, else the user's "
+        "data directory ($XDG_DATA_HOME/facestream)",
+    )
     store_uri: str | None = Field(
         None, description="Milvus Lite *.db or http://HOST:PORT; None: <home>/milvus.db", max_length=4096
     )

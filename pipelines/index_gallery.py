@@ -288,6 +288,7 @@ def index_gallery(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from facestream.paths import default_home
     from pipelines.config import RuntimeConfig
 
     ap = argparse.ArgumentParser(
@@ -296,7 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--collection", required=True)
     ap.add_argument("--source", required=True, type=Path, help="directory of photos or manifest file")
     ap.add_argument(
-        "--home", type=Path, default=Path("var/facestream"), help="state directory (store, audit)"
+        "--home",
+        type=Path,
+        default=None,
+        help="state directory (store, audit); default: FACESTREAM_HOME, else $XDG_DATA_HOME/facestream",
     )
     ap.add_argument("--store-uri", default=None, help="Milvus URI; default: <home>/milvus.db")
     ap.add_argument("--failures", type=Path, default=None, help="JSONL of failed images; default <home>/...")
@@ -323,14 +327,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.store_actor import store_actor
 
     try:
-        runtime = RuntimeConfig(home=args.home, store_uri=args.store_uri, ray_address=args.ray_address)
+        runtime = RuntimeConfig(
+            home=args.home or default_home(), store_uri=args.store_uri, ray_address=args.ray_address
+        )
         analyzer = AnalyzerConfig(device=DeviceConfig(device=args.device))
         started = ensure_ray(runtime.ray_address)
         try:
             store = store_actor(runtime.resolved_store_uri)
             if args.create:
                 ensure_collection(store, args.collection, analyzer.embed.model.kind)
-            failures = args.failures or runtime.home / f"index_gallery_failures_{args.collection}.jsonl"
+            failures = args.failures or runtime.state.index_failures(args.collection)
             summary = index_gallery(
                 args.collection,
                 args.source,

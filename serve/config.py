@@ -13,8 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from facestream.config import EmbeddingServiceConfig
+from facestream.paths import StatePaths, default_home
 from facestream.profiles import ProfileName
-from facestream.settings import StatePaths
 
 _BUCKET = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
 _HOST = re.compile(r"[0-9A-Za-z.\-_]{1,253}|\[?[0-9A-Fa-f:]{2,45}\]?")
@@ -95,7 +95,11 @@ class AuthConfig(_Model):
 class ApiConfig(StatePaths, _Model):
     """Everything the API deployment needs; passed to each replica as a dict."""
 
-    home: Path = Field(Path("var/facestream"), description="state directory (keys, audit log, store)")
+    home: Path = Field(
+        default_factory=default_home,
+        description="state directory (keys, audit log, store); default: FACESTREAM_HOME, else the "
+        "user's data directory ($XDG_DATA_HOME/facestream)",
+    )
     store_uri: str | None = Field(
         None,
         min_length=4,

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 # Before anything imports Ray: keep every Ray this test session starts on loopback
 # (see facestream/localray.py).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
+# No test writes to the user's state home (~/.local/share/facestream): every test, every
+# subprocess and every Ray worker started by this session defaults to a temporary one
+# (tests that need their own home set FACESTREAM_HOME or pass ``home`` themselves).
+os.environ["FACESTREAM_TEST_STATE"] = tempfile.mkdtemp(prefix="facestream-test-home-")
+os.environ["FACESTREAM_HOME"] = os.path.join(os.environ["FACESTREAM_TEST_STATE"], "home")
+os.environ["XDG_DATA_HOME"] = os.path.join(os.environ["FACESTREAM_TEST_STATE"], "xdg-data")
+
+import atexit
 from collections.abc import Iterator
 
 import pytest
 
 from facestream.store.embedded_server import EmbeddedMilvusServer
+
+atexit.register(shutil.rmtree, os.environ["FACESTREAM_TEST_STATE"], True)
 
 # Local Ray + Serve fixtures (ray_local, serve_http_port).
 pytest_plugins = ["tests.ray_fixtures"]

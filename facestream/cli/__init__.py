@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with ExitStack() as stack:
+        ctx: Context | None = None
         try:
             if getattr(args, "profile_flag", False):
                 from facestream.profiles import apply_profile_flag
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.fn(ctx)
             return ctx.status
         except FacestreamError as exc:
+            if ctx is not None:
+                exc = ctx.explain(exc)
             if getattr(args, "json", False):
                 sys.stdout.write(json.dumps({"error": exc.to_dict()}) + "\n")
             else:

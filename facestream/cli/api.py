@@ -29,8 +29,8 @@ SERVE_APP_NAME = "facestream"
 def _keystore(ctx: Context) -> KeyStore:
     from serve.keys import KeyStore, load_master_key
 
-    home = Path(ctx.settings.home)
-    return KeyStore(home / "keys.sqlite", load_master_key(home, create=True))
+    state = ctx.settings.state
+    return KeyStore(state.keys_db, load_master_key(state.root, create=True))
 
 
 def cmd_keys(ctx: Context) -> None:

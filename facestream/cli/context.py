@@ -12,7 +12,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from facestream.audit import AuditLog
-from facestream.errors import FacestreamError
+from facestream.embedders import MODEL_NAMES
+from facestream.errors import CollectionNotFound, FacestreamError
 from facestream.imageio import LoadedImage, load_image_file
 from facestream.settings import Settings, resolve_settings
 
@@ -78,7 +79,15 @@ class Context:
             sys.stdout.write(human + "\n")
         sys.stdout.flush()
 
+    def explain(self, exc: FacestreamError) -> FacestreamError:
+        """``exc`` as the operator should read it: a missing collection names the state home it
+        was looked for in (another home, or ``FACESTREAM_HOME``, may hold it)."""
+        if isinstance(exc, CollectionNotFound):
+            return CollectionNotFound(f"{exc.message} (state home {self.settings.home})")
+        return exc
+
     def fail(self, exc: FacestreamError, **where: Any) -> None:
+        exc = self.explain(exc)
         self.status = max(self.status, exit_code(exc))
         if self.args.json:
             self.emit({**where, "error": exc.to_dict()})
@@ -101,7 +110,7 @@ def add_common_flags(p: argparse.ArgumentParser, *, store: bool = True, model: b
     if store:
         p.add_argument("--store", help="Milvus Lite path or http://127.0.0.1:19530 (env FACESTREAM_STORE)")
     if model:
-        p.add_argument("--model", choices=["dlib-resnet", "facenet-vggface2"], help="embedding model")
+        p.add_argument("--model", choices=MODEL_NAMES, help="embedding model")
         p.add_argument("--device", help="auto, cpu, cuda or cuda:N (env FACESTREAM_DEVICE)")
         p.add_argument("--weights", help="local weights file for the model")
 

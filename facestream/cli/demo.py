@@ -103,7 +103,7 @@ def run_demo(ctx: Context) -> None:
     actor = Actor.local_cli()
     gallery = _gallery(a.gallery)
     runtime = runtime_from(ctx)
-    demo_dir = (runtime.home / "demo").resolve()
+    demo_dir = runtime.state.demo.resolve()
     if a.source:
         source = source_from_url(a.source)
     else:
@@ -136,7 +136,7 @@ def run_demo(ctx: Context) -> None:
         ensure_collection(store, DEMO_COLLECTION, model, fresh=True)
         from facestream.thumbnails import ThumbnailStore
 
-        thumbs = ThumbnailStore(ctx.settings.home / "thumbnails")
+        thumbs = ThumbnailStore(ctx.settings.state.thumbnails)
         counts = enrol(face, store, DEMO_COLLECTION, gallery, audit=ctx.audit, actor=actor, thumbnails=thumbs)
         for label, n in counts.items():
             _say(

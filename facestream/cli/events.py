@@ -12,6 +12,7 @@ import numpy as np
 from facestream.audit import Actor
 from facestream.cli.context import Context, Subcommands, add_common_flags
 from facestream.errors import InvalidParameter, ResourceNotFound
+from facestream.paths import StateHome
 from pipelines.evidence import EvidenceStore, check_event_id, evidence_root, export_clip, find_event
 
 
@@ -38,7 +39,7 @@ def cmd_export(ctx: Context) -> None:
     if a.frame is None and a.clip is None:
         raise InvalidParameter("say what to export: --frame OUT.jpg and/or --clip OUT.mp4")
     home: Path = ctx.settings.home
-    rec = find_event(home, home / "events.sqlite3", event_id)
+    rec = find_event(home, StateHome(home).events_db, event_id)
     stream = rec["InputInformation"]["Stream"]
     face = rec["FaceSearchResponse"][0]["MatchedFaces"][0]["Face"]
     out: dict[str, Any] = {"EventId": event_id}
@@ -86,7 +87,7 @@ def _file_source(home: Path, processor: str, given: str | None) -> tuple[Path, s
     """The video file a processor read (from the registry), or ``--source``; and its collection."""
     collection: str | None = None
     path: Path | None = Path(given) if given else None
-    reg_path = home / "stream_processors.json"
+    reg_path = StateHome(home).processor_registry
     if reg_path.exists():
         from pipelines.manager import ProcessorRegistry
 
@@ -123,7 +124,7 @@ def cmd_list(ctx: Context) -> None:
         face_id=a.face_id,
         start_ts=a.since,
     )
-    q = EventQuery(ctx.settings.home / "events.sqlite3")
+    q = EventQuery(ctx.settings.state.events_db)
     try:
         events, _ = q.query(flt, max_results=a.limit)
     finally:

@@ -163,7 +163,7 @@ def _thumbnails(ctx: Context) -> ThumbnailStore:
     """Enrolled-face thumbnails: deleted with their faces even when keeping new ones is off."""
     from facestream.thumbnails import ThumbnailStore
 
-    return ThumbnailStore(ctx.settings.home / "thumbnails")
+    return ThumbnailStore(ctx.settings.state.thumbnails)
 
 
 def cmd_search(ctx: Context) -> None:

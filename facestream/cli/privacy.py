@@ -18,7 +18,7 @@ def _events(ctx: Context) -> EventStore | None:
     """The deployment's match-event store (``<home>/events.sqlite3``), if it exists."""
     from pipelines.sinks import EventStore
 
-    path = ctx.settings.home / "events.sqlite3"
+    path = ctx.settings.state.events_db
     return EventStore(path) if path.exists() else None
 
 

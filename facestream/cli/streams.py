@@ -96,7 +96,7 @@ def cmd_processors(ctx: Context) -> None:
     from pipelines.manager import ProcessorRegistry, public_settings
 
     a = ctx.args
-    reg = ProcessorRegistry(ctx.settings.home / "stream_processors.json")
+    reg = ProcessorRegistry(ctx.settings.state.processor_registry)
     if a.action == "list":
         rows = []
         for n in reg.names():
