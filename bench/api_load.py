@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from facestream.config import AnalyzerConfig, DeviceConfig, EmbeddingServiceConfig
     from facestream.localray import init_local_ray
+    from facestream.paths import StateHome
     from serve.app import build_app
     from serve.config import ApiAppArgs, ApiConfig, ApiDeploymentConfig
     from serve.keys import KeyStore, load_master_key
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     init_local_ray()
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 300})
-        ks = KeyStore(home / "keys.sqlite", load_master_key(home, create=True))
+        ks = KeyStore(StateHome(home).keys_db, load_master_key(home, create=True))
         keys = {role: ks.create(role) for role in ("admin", "indexer", "searcher")}
         args = ApiAppArgs(
             api=ApiConfig(home=home),

@@ -23,6 +23,7 @@ import numpy as np
 
 from facestream.errors import InvalidParameter
 from facestream.evaluation import Pair, rates_at, threshold_at_fmr
+from facestream.paths import StateHome
 
 Z95 = 1.959963984540054
 
@@ -147,7 +148,8 @@ def plot_group_rates(rates: list[GroupRates], threshold: float, model: str, path
 def error_report_paths(home: Path) -> tuple[Path, Path]:
     """Where ``report errors --save`` keeps the latest report: (JSON, PNG) under ``<home>/reports``.
     The API's ``GetErrorReport`` (the console's Error rates page) reads them."""
-    return home / "reports" / "errors.json", home / "reports" / "errors.png"
+    reports = StateHome(home).reports
+    return reports / "errors.json", reports / "errors.png"
 
 
 def _json_safe(obj: Any) -> Any:

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from facestream.errors import InvalidParameter
+from facestream.paths import StateHome
 
 log = logging.getLogger(__name__)
 
@@ -130,4 +131,4 @@ class ThumbnailStore:
 def thumbnail_store(home: Path, config: ThumbnailConfig | None = None) -> ThumbnailStore | None:
     """The deployment's thumbnail store, or None when thumbnails are turned off."""
     cfg = config or ThumbnailConfig.from_env()
-    return ThumbnailStore(home / "thumbnails") if cfg.enabled else None
+    return ThumbnailStore(StateHome(home).thumbnails) if cfg.enabled else None

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from facestream.audit import Actor, AuditLog
 from facestream.operations import check_purpose
+from facestream.paths import StateHome
 from facestream.store import FaceStore
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,11 @@ def enforce_retention(
 def _thumbnails(home: Path) -> Any:
     from facestream.thumbnails import ThumbnailStore
 
-    return ThumbnailStore(home / "thumbnails")
+    return ThumbnailStore(StateHome(home).thumbnails)
 
 
 def _evidence_older_than(home: Path, cutoff_s: float) -> int:
-    root = home / "evidence"
+    root = StateHome(home).evidence
     if not root.is_dir():
         return 0
     from pipelines.evidence import EvidenceStore
@@ -146,7 +147,7 @@ def _evidence_older_than(home: Path, cutoff_s: float) -> int:
 
 def _review_store(home: Path) -> Any | None:
     """The review queue (pipelines/review.py), if this install has it and the file exists."""
-    path = home / "review.sqlite3"
+    path = StateHome(home).review_db
     if not path.exists():
         return None
     try:
@@ -242,7 +243,7 @@ def erase_person(
             _compact(store, name)
     face_ids = sorted(all_removed)
     owned_events = None
-    ev_path = events_path or (home / "events.sqlite3" if home is not None else None)
+    ev_path = events_path or (StateHome(home).events_db if home is not None else None)
     if events is None and ev_path is not None and ev_path.exists():
         from pipelines.sinks import EventStore
 
@@ -316,8 +317,9 @@ def _scrub(path: Path | None) -> None:
 
 def jsonl_sink_paths(home: Path) -> set[Path]:
     """Every JSON-lines sink file this deployment is known to write."""
-    paths = {p for p in (home / "outputs").rglob("*.jsonl")} if (home / "outputs").is_dir() else set()
-    spool_dir = home / "spool"
+    state = StateHome(home)
+    paths = {p for p in state.outputs.rglob("*.jsonl")} if state.outputs.is_dir() else set()
+    spool_dir = state.spool_dir
     if spool_dir.is_dir():
         from pipelines.sinks import Spool
 
@@ -328,7 +330,7 @@ def jsonl_sink_paths(home: Path) -> set[Path]:
             finally:
                 spool.close()
             paths |= {Path(n.removeprefix("jsonl:")) for n in names if n.startswith("jsonl:")}
-    reg = home / "stream_processors.json"
+    reg = state.processor_registry
     if reg.exists():
         from pipelines.config import JsonlSinkConfig
         from pipelines.manager import ProcessorRegistry
@@ -371,7 +373,8 @@ def _erase_under_home(
     from pipelines.sinks import Spool
 
     # Spools: records not yet delivered.
-    spool_dir = home / "spool"
+    state = StateHome(home)
+    spool_dir = state.spool_dir
     for sp in sorted(spool_dir.glob("*.sqlite3")) if spool_dir.is_dir() else []:
         spool = Spool(sp)
         try:
@@ -396,9 +399,9 @@ def _erase_under_home(
         finally:
             rs.close()
         if rep.candidates:
-            _scrub(home / "review.sqlite3")
+            _scrub(state.review_db)
     # Evidence frames of their events (and any recorded as showing them).
-    ev_root = home / "evidence"
+    ev_root = state.evidence
     if ev_root.is_dir():
         from pipelines.evidence import EvidenceStore
 

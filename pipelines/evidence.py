@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from facestream.errors import InvalidParameter, ResourceNotFound
+from facestream.paths import StateHome
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ class EvidenceStore:
 
 
 def evidence_root(home: Path) -> Path:
-    return home / "evidence"
+    return StateHome(home).evidence
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -432,7 +433,7 @@ def find_event(home: Path, events_path: Path, event_id: str) -> dict[str, Any]:
             es.close()
         if rec is not None:
             return rec
-    review = home / "review.sqlite3"
+    review = StateHome(home).review_db
     if review.exists():
         from pipelines.review import ReviewStore
 

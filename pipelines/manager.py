@@ -139,7 +139,7 @@ class StreamProcessorManager:
         self.runtime = runtime
         self.face = face_handle
         self.store = store
-        self.registry = ProcessorRegistry(runtime.home / "stream_processors.json")
+        self.registry = ProcessorRegistry(runtime.state.processor_registry)
         #: how long a new processor's actor may take to be placed and started
         self.start_timeout_s = 60.0
         self.audit = AuditLog(runtime.resolved_audit_path)

@@ -34,6 +34,7 @@ from typing import Any
 
 from facestream.errors import Conflict, InvalidParameter, ResourceNotFound
 from facestream.match_event import EventOrRecord, as_record, index_fields
+from facestream.paths import StateHome
 
 log = logging.getLogger(__name__)
 
@@ -496,7 +497,7 @@ class ReviewStore:
 
 
 def review_path(home: Path) -> Path:
-    return home / "review.sqlite3"
+    return StateHome(home).review_db
 
 
 def effective_required(policy: int | None, collection_requires_confirmation: bool) -> int:

@@ -169,7 +169,7 @@ class ApiConfig(StatePaths, _Model):
 
     @property
     def resolved_keys_path(self) -> Path:
-        return self.auth.keys_path or self.home / "keys.sqlite"
+        return self.auth.keys_path or self.state.keys_db
 
 
 class ApiDeploymentConfig(_Model):

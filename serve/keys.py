@@ -41,6 +41,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 
 from facestream.errors import FacestreamError, InvalidParameter
+from facestream.paths import StateHome
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def load_master_key(home: Path, configured: str | None = None, *, create: bool) 
     if value:
         key = value.strip().encode("ascii")
     else:
-        path = home / "master.key"
+        path = StateHome(home).master_key
         if not path.exists():
             if not create:
                 raise KeyStoreError(

@@ -163,7 +163,7 @@ def _thumbnails(s: ApiService) -> Any:
         from facestream.thumbnails import ThumbnailStore
     except ImportError:  # pragma: no cover - older installs without enrolled thumbnails
         return None
-    return ThumbnailStore(s.config.home / "thumbnails")
+    return ThumbnailStore(s.config.state.thumbnails)
 
 
 def _review(s: ApiService, r: ReviewMatchCandidateRequest, p: Principal, _: str | None) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class StreamsBackend:
 
     def __init__(self, config: ApiConfig, analysis: Any) -> None:
         self.config = config
-        media = list(config.media_dirs) or media_dirs_from_env([config.home / "media"])
+        media = list(config.media_dirs) or media_dirs_from_env([config.state.media])
         self.runtime = RuntimeConfig(
             home=config.home,
             store_uri=config.resolved_store_uri,
@@ -151,7 +151,7 @@ def _sinks(b: StreamsBackend, out: m.StreamOutputModel, name: str) -> tuple[Sink
         prefix = dest.KeyPrefix or ""
         if ".." in prefix.split("/") or prefix.startswith("/"):
             raise InvalidParameter(f"Output.S3Destination.KeyPrefix {prefix!r} must stay inside the bucket")
-        path = b.config.home / "outputs" / dest.Bucket / f"{prefix}{name}.jsonl"
+        path = b.config.state.outputs / dest.Bucket / f"{prefix}{name}.jsonl"
         sinks.append(JsonlSinkConfig(path=path))
     if out.Webhook is not None:
         check_webhook_url(out.Webhook.Url, b.config.webhook_hosts)

@@ -210,7 +210,7 @@ def _thumbnails(s: ApiService, r: GetFaceThumbnailsRequest, p: Principal, _: str
     from facestream.thumbnails import ThumbnailStore
 
     s.store.describe_collection(r.CollectionId)  # unknown collection: ResourceNotFound
-    store = ThumbnailStore(s.config.home / "thumbnails")  # the files IndexFaces keeps
+    store = ThumbnailStore(s.config.state.thumbnails)  # the files IndexFaces keeps
     out = []
     for face_id in dict.fromkeys(r.FaceIds):
         data = store.get(r.CollectionId, face_id)
