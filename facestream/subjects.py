@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from facestream.errors import FacestreamError, InvalidParameter
+from facestream.sqlite import connect as sqlite_connect
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ SubjectKind = Literal["external_image_id", "user_id"]
 SUBJECT_KINDS: tuple[SubjectKind, ...] = ("external_image_id", "user_id")
 PSEUDONYM_PREFIX = "psn_"
 PSEUDONYM_RE = re.compile(r"^psn_[0-9a-f]{32}$")
-_SQLITE_TIMEOUT_S = 10.0
 
 
 class SubjectStoreError(FacestreamError):
@@ -76,7 +76,7 @@ class SubjectSecrets:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
+            db = sqlite_connect(self.path, autocommit=True, shared=False)
         except sqlite3.Error as exc:
             raise SubjectStoreError(f"cannot open subject secrets {self.path}: {exc}") from None
         try:

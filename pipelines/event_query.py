@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from facestream.errors import InvalidParameter
+from facestream.sqlite import connect as sqlite_connect
 from pipelines.sinks import EventStore
 
 _RUNS_DDL = (
@@ -74,7 +74,7 @@ class EventQuery:
         EventStore(path).close()  # creates the file and the events table if absent
         self._key = token_key or secrets.token_bytes(32)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        self._db = sqlite_connect(path)
         with self._db:
             self._db.execute(_RUNS_DDL)
             self._db.execute("CREATE INDEX IF NOT EXISTS runs_proc ON processor_runs (processor)")

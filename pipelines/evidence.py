@@ -20,7 +20,6 @@ import io
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ import numpy as np
 
 from facestream.errors import InvalidParameter, ResourceNotFound
 from facestream.paths import StateHome
+from facestream.sqlite import connect as sqlite_connect
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,8 @@ class EvidenceStore:
         self._clock = clock
         root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(root / "index.sqlite3"), timeout=10.0, check_same_thread=False)
+        self._db = sqlite_connect(root / "index.sqlite3", wal=True)
         with self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS frames (event_id TEXT PRIMARY KEY, saved_ts REAL NOT NULL, "
                 "face_id TEXT, external_image_id TEXT)"

@@ -35,13 +35,13 @@ from typing import Any
 from facestream.errors import Conflict, InvalidParameter, ResourceNotFound
 from facestream.match_event import EventOrRecord, as_record, index_fields
 from facestream.paths import StateHome
+from facestream.sqlite import connect as sqlite_connect
 
 log = logging.getLogger(__name__)
 
 MAX_REQUIRED = 5
 #: reviewers asked for by a collection created with ``require_confirmation`` and no explicit policy
 DEFAULT_REQUIRED = 2
-_TIMEOUT_S = 10.0
 
 
 class Status(enum.StrEnum):
@@ -147,10 +147,8 @@ class ReviewStore:
         self._clock = clock
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=_TIMEOUT_S, check_same_thread=False)
+        self._db = sqlite_connect(path, wal=True, synchronous="FULL")
         with self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS policy (collection TEXT PRIMARY KEY, required INTEGER NOT NULL,"
                 " updated_ts REAL NOT NULL, updated_by TEXT NOT NULL)"

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import requests
 
 from facestream.match_event import EventOrRecord, MatchRecord, as_record, event_key, index_fields
+from facestream.sqlite import connect as sqlite_connect
 from pipelines.config import (
     DeliveryConfig,
     EventStoreSinkConfig,
@@ -119,7 +120,7 @@ def erase_jsonl(
 def scrub_sqlite(path: Path) -> None:
     """After deleting a person's rows: rebuild the file so the deleted rows' bytes are gone
     (SQLite keeps them in free pages and in the WAL until VACUUM and a truncating checkpoint)."""
-    db = sqlite3.connect(str(path), timeout=10.0)
+    db = sqlite_connect(path, shared=False)
     try:
         db.execute("VACUUM")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -211,9 +212,8 @@ class EventStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        self._db = sqlite_connect(path, wal=True)
         with self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS events (event_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, "
                 "processor TEXT NOT NULL, track_id TEXT NOT NULL, face_id TEXT NOT NULL, "
@@ -362,10 +362,8 @@ class Spool:
         self._lock = threading.Lock()
         self._closed = False
         self._last_count = 0
-        self._db = sqlite3.connect(str(path), timeout=10.0, check_same_thread=False)
+        self._db = sqlite_connect(path, wal=True, synchronous="FULL")
         with self._db:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "sink TEXT NOT NULL, "

@@ -42,6 +42,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from facestream.errors import FacestreamError, InvalidParameter
 from facestream.paths import StateHome
+from facestream.sqlite import connect as sqlite_connect
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ KEY_ID_PREFIX = "FSK"
 #: the columns of a KeyInfo read first by every SELECT, in :func:`_info`'s order
 _N_INFO = 8
 _KEY_ID_CHARS = string.ascii_uppercase + string.digits
-_SQLITE_TIMEOUT_S = 10.0
 
 
 class Role(enum.StrEnum):
@@ -219,11 +219,10 @@ class KeyStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.path, timeout=_SQLITE_TIMEOUT_S, isolation_level=None)
+            db = sqlite_connect(self.path, autocommit=True, shared=False, synchronous="NORMAL")
         except sqlite3.Error as exc:
             raise KeyStoreError(f"cannot open key store {self.path}: {exc}") from None
         try:
-            db.execute("PRAGMA synchronous=NORMAL")
             yield db
         except sqlite3.Error as exc:
             raise KeyStoreError(f"key store {self.path} failed: {exc}") from None
