@@ -5,10 +5,12 @@ Validators validate; they never touch the network or the disk.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Each embedding model's config lives in the model registry (facestream/embedders.py).
+from facestream.embedders import DlibResNetConfig, EmbedderConfig
 
 
 class _Model(BaseModel):
@@ -142,31 +144,6 @@ class DetectorConfig(_Model):
         if not all(0.0 < t < 1.0 for t in self.stage_thresholds):
             raise ValueError(f"stage_thresholds must each be in (0, 1), got {self.stage_thresholds}")
         return self
-
-
-class DlibResNetConfig(_Model):
-    kind: Literal["dlib-resnet"] = "dlib-resnet"
-    weights_path: Path | None = Field(
-        None,
-        description="dlib_face_recognition_resnet_model_v1.dat; None: the face_recognition_models copy",
-    )
-
-
-class FacenetConfig(_Model):
-    kind: Literal["facenet-vggface2"] = "facenet-vggface2"
-    weights_path: Path | None = Field(
-        None,
-        description="local 20180402-114759-vggface2.pt; None looks in the facestream cache "
-        "(filled by `facestream models fetch facenet-vggface2` where a network exists)",
-    )
-    weights_sha256: str | None = Field(
-        None,
-        pattern=r"^[0-9a-f]{64}$",
-        description="expected sha256 of the weights file; None uses the pinned release checksum",
-    )
-
-
-EmbedderConfig = Annotated[DlibResNetConfig | FacenetConfig, Field(discriminator="kind")]
 
 
 class EmbedConfig(_Model):

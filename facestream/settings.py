@@ -22,15 +22,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from facestream.config import (
-    AnalyzerConfig,
-    DeviceConfig,
-    DlibResNetConfig,
-    EmbedConfig,
-    FacenetConfig,
-    _Model,
-)
-from facestream.errors import InvalidParameter
+from facestream.config import AnalyzerConfig, DeviceConfig, EmbedConfig, _Model
+from facestream.embedders import DEFAULT_MODEL, embedder_config
 from facestream.paths import StateHome, StatePaths, default_home
 
 __all__ = ["Settings", "StatePaths", "resolve_settings"]
@@ -63,14 +56,8 @@ def resolve_settings(
     state = StateHome(home_p)
     store_uri = store or env.get("FACESTREAM_STORE") or str(state.milvus_db)
     audit = Path(env.get("FACESTREAM_AUDIT_LOG") or state.audit_log)
-    model_name = model or env.get("FACESTREAM_MODEL") or "dlib-resnet"
-    weights_p = Path(weights) if weights else None
-    if model_name == "dlib-resnet":
-        model_cfg: DlibResNetConfig | FacenetConfig = DlibResNetConfig(weights_path=weights_p)
-    elif model_name == "facenet-vggface2":
-        model_cfg = FacenetConfig(weights_path=weights_p)
-    else:
-        raise InvalidParameter(f"model {model_name!r}: expected dlib-resnet or facenet-vggface2")
+    model_name = model or env.get("FACESTREAM_MODEL") or DEFAULT_MODEL
+    model_cfg = embedder_config(model_name, Path(weights) if weights else None)
     analyzer = AnalyzerConfig(
         device=DeviceConfig(device=device or env.get("FACESTREAM_DEVICE") or "auto"),
         embed=EmbedConfig(model=model_cfg),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facestream.embedders import EMBEDDER_CONFIGS
 from facestream.errors import InvalidParameter
 
 
@@ -48,10 +49,10 @@ class SimilarityAnchors:
 _YS = np.array([0.0, 50.0, 80.0, 99.0, 100.0])
 
 #: Measured by ``python -m bench.accuracy`` on the unflagged pairs of PAIRS.tsv
-#: (see README "Accuracy"). Re-measure after any change to detection or alignment.
+#: (see README "Accuracy"). Re-measure after any change to detection or alignment. Each model's
+#: anchors are its config class's ``similarity_anchors`` (facestream/embedders.py).
 ANCHORS: dict[str, SimilarityAnchors] = {
-    "dlib-resnet": SimilarityAnchors(c50=0.88, c80=0.92, c99=0.95),
-    "facenet-vggface2": SimilarityAnchors(c50=0.25, c80=0.45, c99=0.70),
+    c.name: SimilarityAnchors(*c.similarity_anchors) for c in EMBEDDER_CONFIGS
 }
 
 

@@ -1,32 +1,32 @@
-"""Embedding backends behind one interface; pick one with :func:`load_embedder`."""
+"""Embedding backends behind one interface; pick one with :func:`load_embedder`.
+
+:data:`EMBEDDERS` is the code half of the model registry: one line per model, keyed by the name
+of its config class in :data:`facestream.embedders.EMBEDDER_CONFIGS`.
+"""
 
 from __future__ import annotations
 
-from facestream.config import DlibResNetConfig, EmbedConfig, FacenetConfig
+from facestream.config import EmbedConfig
 from facestream.embedders import MODEL_DIMS, MODEL_NAMES
 from models.device import Placement
 from models.embedders.base import ChipSpec, Embedder
+from models.embedders.dlib_resnet import DlibResNetEmbedder
+from models.embedders.facenet import FacenetEmbedder
+
+#: The registry: each model's Embedder class by model name (one line per model).
+EMBEDDERS: dict[str, type[Embedder]] = {
+    DlibResNetEmbedder.name: DlibResNetEmbedder,
+    FacenetEmbedder.name: FacenetEmbedder,
+}
 
 
 def load_embedder(config: EmbedConfig, placement: Placement) -> Embedder:
     """Build the configured backend on ``placement`` (weights verified, never downloaded)."""
     model = config.model
-    if isinstance(model, DlibResNetConfig):
-        from models.embedders.dlib_resnet import DlibResNetEmbedder
-
-        return DlibResNetEmbedder(
-            placement=placement, weights_path=model.weights_path, channels_last=config.channels_last
-        )
-    if isinstance(model, FacenetConfig):
-        from models.embedders.facenet import FacenetEmbedder
-
-        return FacenetEmbedder(
-            placement,
-            weights_path=model.weights_path,
-            weights_sha256=model.weights_sha256,
-            channels_last=config.channels_last,
-        )
-    raise TypeError(f"unknown embedder config {type(model).__name__}")
+    cls = EMBEDDERS.get(model.kind)
+    if cls is None:
+        raise TypeError(f"unknown embedder config {type(model).__name__}")
+    return cls.from_config(model, placement, channels_last=config.channels_last)
 
 
-__all__ = ["MODEL_DIMS", "MODEL_NAMES", "ChipSpec", "Embedder", "load_embedder"]
+__all__ = ["EMBEDDERS", "MODEL_DIMS", "MODEL_NAMES", "ChipSpec", "Embedder", "load_embedder"]

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import torch
+
+from facestream.embedders import EmbedderModelConfig
+
+if TYPE_CHECKING:
+    from models.device import Placement
+
+C = TypeVar("C", bound=EmbedderModelConfig)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,13 @@ class Embedder(ABC):
     dim: int
     chip: ChipSpec
 
+    @classmethod
+    @abstractmethod
+    def from_config(
+        cls, config: EmbedderModelConfig, placement: Placement, *, channels_last: bool
+    ) -> Embedder:
+        """Build the model from its config (an instance of its class in ``facestream.embedders``)."""
+
     @abstractmethod
     def embed(self, chips: torch.Tensor) -> torch.Tensor:
         """``chips`` (n, 3, size, size) uint8 RGB on any device -> (n, dim) float32, L2-normalised, on CPU."""
@@ -52,3 +66,10 @@ class Embedder(ABC):
     @property
     @abstractmethod
     def device(self) -> torch.device: ...
+
+
+def own_config(config: EmbedderModelConfig, kind: type[C]) -> C:
+    """``config`` as the model's own config class (TypeError when the registry is miswired)."""
+    if not isinstance(config, kind):
+        raise TypeError(f"expected a {kind.__name__}, got {type(config).__name__}")
+    return config

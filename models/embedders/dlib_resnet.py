@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facestream.embedders import DlibResNetConfig, EmbedderModelConfig
 from facestream.errors import InvalidParameter, ModelUnavailable
 from models.device import Placement
-from models.embedders.base import ChipSpec, Embedder
+from models.embedders.base import ChipSpec, Embedder, own_config
 from models.embedders.dlib_dat import (
     DLIB_AVG_RGB,
     EMBEDDING_DIM,
@@ -159,9 +160,16 @@ class DlibResNetEmbedder(Embedder):
     for CPU, where it measured 15-30% faster) sets that memory format on the model and inputs.
     """
 
-    name = "dlib-resnet"
+    name = DlibResNetConfig.name
     dim = EMBEDDING_DIM
     chip = DLIB_CHIP
+
+    @classmethod
+    def from_config(
+        cls, config: EmbedderModelConfig, placement: Placement, *, channels_last: bool
+    ) -> DlibResNetEmbedder:
+        model = own_config(config, DlibResNetConfig)
+        return cls(placement=placement, weights_path=model.weights_path, channels_last=channels_last)
 
     def __init__(
         self,

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facestream.embedders import EmbedderModelConfig, FacenetConfig
 from facestream.errors import ModelUnavailable
 from models.device import Placement
-from models.embedders.base import ChipSpec, Embedder
+from models.embedders.base import ChipSpec, Embedder, own_config
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,21 @@ def fetch_weights(dest_dir: Path | None = None) -> Path:
 
 
 class FacenetEmbedder(Embedder):
-    name = "facenet-vggface2"
+    name = FacenetConfig.name
     dim = 512
     chip = ChipSpec(size=160, template=FACENET_CHIP_TEMPLATE_160)
+
+    @classmethod
+    def from_config(
+        cls, config: EmbedderModelConfig, placement: Placement, *, channels_last: bool
+    ) -> FacenetEmbedder:
+        model = own_config(config, FacenetConfig)
+        return cls(
+            placement,
+            weights_path=model.weights_path,
+            weights_sha256=model.weights_sha256,
+            channels_last=channels_last,
+        )
 
     def __init__(
         self,

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from facestream.config import EmbedConfig, FacenetConfig
+from facestream.config import EmbedConfig
+from facestream.embedders import FacenetConfig
 from facestream.errors import ModelUnavailable
 from models.device import choose_placement
 from models.embedders import facenet as fn
