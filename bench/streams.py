@@ -41,13 +41,20 @@ def naive_loop(clip: Path, streams: int, seconds: float, store_uri: str) -> dict
     """Round-robin over ``streams`` decoders in one process; everything per frame."""
     import av
 
-    from facestream.config import AnalyzerConfig, DeviceConfig
-    from facestream.store import FaceRecord, FaceStore, StoreConfig
+    from facestream.config import AnalyzerConfig, DetectorConfig, DeviceConfig, StreamDetectConfig
+    from facestream.store import FaceRecord, FaceStore, MilvusFaceStore, StoreConfig
     from models.analyzer import FaceAnalyzer
     from pipelines.sampling import FrameSampler
 
-    analyzer = FaceAnalyzer(AnalyzerConfig(device=DeviceConfig(device="cpu")))
-    store = FaceStore(StoreConfig(uri=store_uri))
+    # The bare model per frame: one MTCNN pass at the frame's size (a video frame is not a
+    # still photo: no native-resolution tiles, no padded retry) + the embedder.
+    analyzer = FaceAnalyzer(
+        AnalyzerConfig(
+            device=DeviceConfig(device="cpu"),
+            detector=DetectorConfig(stream=StreamDetectConfig(mode="mtcnn")),
+        )
+    )
+    store: FaceStore = MilvusFaceStore(StoreConfig(uri=store_uri))
     store.create_collection("g", model=analyzer.model_name, dim=128)
     recs = []
     for label, img in _gallery(clip.parent):
@@ -67,7 +74,7 @@ def naive_loop(clip: Path, streams: int, seconds: float, store_uri: str) -> dict
     store.add_faces("g", recs, model=analyzer.model_name)
     analyzer.analyze([np.zeros((360, 640, 3), np.uint8)])  # warm up
 
-    def frames(k: int) -> Any:
+    def frames() -> Any:
         while True:
             with av.open(str(clip)) as c:
                 sampler = FrameSampler(FPS)
@@ -76,15 +83,15 @@ def naive_loop(clip: Path, streams: int, seconds: float, store_uri: str) -> dict
                     if sampler.accept(f.time or 0.0):
                         yield rgb
 
-    gens = [frames(k) for k in range(streams)]
+    gens = [frames() for _ in range(streams)]
     analysed = 0
     lat: list[float] = []
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        for g in gens:
+        for k, g in enumerate(gens):
             ts = time.perf_counter()
             rgb = next(g)
-            batch = analyzer.analyze([rgb])[0]
+            batch = analyzer.analyze([rgb], stream_keys=[f"naive-{k}"])[0]
             if len(batch) and batch.embeddings is not None:
                 for i in range(len(batch)):
                     store.search(
