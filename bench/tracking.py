@@ -1,6 +1,6 @@
 """One person per track: ID switches, fragmentations, IDF1 and first-report latency on the stream path.
 
-The scenes of ``pipelines/testing/scenes.py`` (a parade of ten people stepping into the same
+The scenes of ``bench/scenes.py`` (a parade of ten people stepping into the same
 spot, two people crossing, two and four side by side, one person leaving and coming back after
 ``max_gap_s``) are rendered from shared photos; the gallery holds *other* photos of the enrolled
 people. Each scene runs as a file stream processor (Ray actor, PyAV decode, lossless replay at
@@ -77,13 +77,13 @@ def main() -> None:
     setup_logging()
     import ray
 
+    from bench.scene_runs import enrol_roster, make_videos, run_scenes, score
     from facestream.audit import Actor, AuditLog
     from facestream.config import AnalyzerConfig, DeviceConfig, EmbeddingServiceConfig
     from pipelines.config import FileSource, JsonlSinkConfig, ProcessorSettings, RuntimeConfig, TrackerConfig
     from pipelines.manager import StreamProcessorManager
     from pipelines.runtime import delete_face_service, ensure_face_service, ensure_ray
     from pipelines.store_actor import store_actor
-    from pipelines.testing.tracking import enrol_roster, make_videos, run_scenes, score
 
     data = faces_dir()
     tmp = Path(tempfile.mkdtemp(prefix="bench-tracking-"))

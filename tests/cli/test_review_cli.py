@@ -10,7 +10,7 @@ from facestream.audit import AuditLog
 from pipelines.review import ReviewStore, review_path
 from pipelines.sinks import Spool
 from tests.helpers import run_cli
-from tests.unit.test_review import record
+from tests.pipelines.test_review import record
 
 pytestmark = pytest.mark.slow
 

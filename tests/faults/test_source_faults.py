@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from pipelines.config import FileSource, MpegTsSource, RtspSource
-from pipelines.testing.media import FFMPEG, MpegTsTcpServer, RtspServer, free_port
 from tests.helpers import scaled
 from tests.pipelines.test_streams_e2e import LIN, OPERATOR, _events, _matched, _settings, _wait_for
+from tests.support.media import FFMPEG, MpegTsTcpServer, RtspServer, free_port
 
 pytestmark = pytest.mark.slow
 

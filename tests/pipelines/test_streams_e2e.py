@@ -31,8 +31,8 @@ from pipelines.config import (
 )
 from pipelines.manager import StreamProcessorManager
 from pipelines.sinks import EventStore
-from pipelines.testing.media import HlsServer, MpegTsTcpServer, RtspServer
 from tests.helpers import face, scaled, wait_for
+from tests.support.media import HlsServer, MpegTsTcpServer, RtspServer
 
 pytestmark = pytest.mark.slow
 

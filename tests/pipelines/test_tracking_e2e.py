@@ -1,6 +1,6 @@
 """One person per track, on the real stream path (issue 19).
 
-Scene videos are made at test time from shared photos (pipelines/testing/scenes.py): a parade
+Scene videos are made at test time from shared photos (bench/scenes.py): a parade
 of people stepping into the same spot, two people crossing, two and four side by side, one
 person leaving and coming back. Each runs as a file stream processor (Ray actor, PyAV decode)
 on the session's Ray, one batched face deployment, Milvus Lite behind the store actor, with a
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.scene_runs import SceneScore, enrol_roster, make_videos, run_scenes, score
 from facestream.audit import AuditLog
 from pipelines.config import FileSource, JsonlSinkConfig, ProcessorSettings, TrackerConfig
 from pipelines.manager import StreamProcessorManager
-from pipelines.testing.tracking import SceneScore, enrol_roster, make_videos, run_scenes, score
 from tests.helpers import faces_dir, scaled
 from tests.pipelines.test_streams_e2e import OPERATOR, stream_runtime
 

@@ -1,4 +1,5 @@
-"""Run the tracking scenes through the real stream path and score them (tests and bench.tracking).
+"""Run the tracking scenes of :mod:`bench.scenes` through the real stream path and score them
+(``bench.tracking`` and tests/pipelines/test_tracking_e2e.py).
 
 The stream path: a stream processor (Ray actor, PyAV decode) per scene video, the shared
 batched face deployment, the store actor with a gallery of the enrolled photos, JSONL sinks.
@@ -18,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from bench import scenes as sc
 from facestream.audit import Actor, AuditLog
 from facestream.imageio import load_image_file
-from pipelines.testing import scenes as sc
 
 #: a tracker box matches a truth face at this IoU or more
 MATCH_IOU = 0.4

@@ -2,7 +2,7 @@
 
 Run with Debian's ``/usr/bin/python3`` (it has ``gi``; the project venv does not)::
 
-    /usr/bin/python3 pipelines/testing/rtsp_server.py --file clip.mp4 --port 0 --mount /cam
+    /usr/bin/python3 tests/support/rtsp_server.py --file clip.mp4 --port 0 --mount /cam
 
 Prints ``READY <port>`` on stdout once it listens, then serves until SIGTERM/SIGINT. Each
 client gets its own pipeline (not shared), so every connection starts at the beginning of

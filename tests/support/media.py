@@ -78,7 +78,7 @@ class RtspServer(_Managed):
     def start(self) -> None:
         if not Path(SYSTEM_PYTHON).exists():
             raise RuntimeError(f"{SYSTEM_PYTHON} (with python3-gi) is needed for the RTSP server")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        self.proc = subprocess.Popen(
             [
                 SYSTEM_PYTHON,
                 str(_RTSP_SCRIPT),
@@ -148,7 +148,7 @@ class HlsServer(_Managed):
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(  # noqa: S603 - fixed argv
+        subprocess.run(
             [
                 shutil.which("ffmpeg") or "ffmpeg",
                 "-hide_banner",
@@ -202,7 +202,7 @@ class MpegTsTcpServer(_Managed):
         return f"tcp://{LOOPBACK}:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        self.proc = subprocess.Popen(
             [
                 shutil.which("ffmpeg") or "ffmpeg",
                 "-hide_banner",
