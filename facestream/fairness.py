@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from facestream.atomic import replacing, write_atomic
 from facestream.errors import InvalidParameter
 from facestream.evaluation import Pair, rates_at, threshold_at_fmr
 from facestream.paths import StateHome
@@ -167,11 +167,8 @@ def save_error_report(home: Path, out: dict[str, Any], plot: Callable[[Path], No
     """Write the report JSON and its plot atomically (a reader never sees half a file)."""
     json_path, png_path = error_report_paths(home)
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_png = png_path.with_name(f".{png_path.name}.{os.getpid()}.tmp")
-    plot(tmp_png)
-    os.replace(tmp_png, png_path)
+    with replacing(png_path) as tmp_png:
+        plot(tmp_png)
     doc = _json_safe({**out, "plot": png_path.name, "generated_at_ms": int(time.time() * 1000)})
-    tmp_json = json_path.with_name(f".{json_path.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=1), encoding="utf-8")
-    os.replace(tmp_json, json_path)
+    write_atomic(json_path, json.dumps(doc, ensure_ascii=False, allow_nan=False, indent=1))
     return json_path, png_path

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from facestream.atomic import write_atomic
 from facestream.errors import InvalidParameter
 from facestream.paths import StateHome
 
@@ -83,9 +84,7 @@ class ThumbnailStore:
     def put(self, collection: str, face_id: str, jpeg: bytes) -> None:
         path = self._path(collection, face_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(jpeg)
-        os.replace(tmp, path)
+        write_atomic(path, jpeg)
 
     def get(self, collection: str, face_id: str) -> bytes | None:
         try:

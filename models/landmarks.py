@@ -32,7 +32,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facestream.atomic import replacing
 from facestream.errors import ModelUnavailable
 from facestream.types import ALL_LANDMARK_TYPES
 from models.embedders.dlib_dat import _Reader, load_converted
@@ -335,16 +335,10 @@ def _read_cache(path: Path) -> ShapePredictorModel | None:
 def _write_cache(path: Path, model: ShapePredictorModel) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            # through the open file: np.savez would append ".npz" to a bare temp name
-            savez: Callable[..., None] = np.savez  # its stub cannot take **arrays
-            with os.fdopen(fd, "wb") as f:
-                savez(f, **model.arrays())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # through the open file: np.savez would append ".npz" to a bare temp name
+        savez: Callable[..., None] = np.savez  # its stub cannot take **arrays
+        with replacing(path, mode=0o600) as tmp, tmp.open("wb") as f:
+            savez(f, **model.arrays())
     except OSError as e:
         logger.warning("cannot write shape-predictor cache %s (%s); continuing without it", path, e)
         return False

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import re
 import threading
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from facestream.atomic import replacing, write_atomic
 from facestream.errors import InvalidParameter, ResourceNotFound
 from facestream.paths import StateHome
 from facestream.sqlite import connect as sqlite_connect
@@ -174,15 +174,6 @@ def check_event_id(event_id: str) -> str:
     return event_id
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class EvidenceStore:
     """One redacted JPEG per event under ``root`` (``<home>/evidence``), indexed for retention.
 
@@ -222,7 +213,7 @@ class EvidenceStore:
         (the matched stored face) let erasure find the frame by person.
         """
         path = self.path(event_id)
-        _write_atomic(path, encode_jpeg(redact(rgb, boxes, keep)))
+        write_atomic(path, encode_jpeg(redact(rgb, boxes, keep)), fsync=True)
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO frames VALUES (?,?,?,?) ON CONFLICT(event_id) DO UPDATE SET "
@@ -369,54 +360,51 @@ def export_clip(
         tb = float(vs.time_base) if vs.time_base is not None else 1.0 / fps
         if start > 0:
             inp.seek(int(start / tb), stream=vs, backward=True, any_frame=False)
-        tmp = out.with_name(f".{out.name}.tmp.mp4")
-        outc = av.open(str(tmp), "w")
-        ost: Any = None
-        for frame in inp.decode(vs):
-            t = float(frame.time) if frame.time is not None else start + frames / fps
-            if t < start - 1e-6:
-                continue
-            if t >= end:
-                break
-            rgb = frame.to_ndarray(format="rgb24")
-            if max_side_px is not None and max(rgb.shape[:2]) > max_side_px:
-                from PIL import Image
+        with replacing(out, suffix=".tmp.mp4") as tmp:  # a failed export leaves no partial clip
+            outc = av.open(str(tmp), "w")
+            ost: Any = None
+            for frame in inp.decode(vs):
+                t = float(frame.time) if frame.time is not None else start + frames / fps
+                if t < start - 1e-6:
+                    continue
+                if t >= end:
+                    break
+                rgb = frame.to_ndarray(format="rgb24")
+                if max_side_px is not None and max(rgb.shape[:2]) > max_side_px:
+                    from PIL import Image
 
-                img = Image.fromarray(rgb)
-                img.thumbnail((max_side_px, max_side_px))
-                rgb = np.asarray(img)
-            h, w = rgb.shape[:2]
-            rgb = rgb[: h - h % 2, : w - w % 2]  # yuv420p needs even sides
-            batch = analyzer.analyze([rgb])[0]
-            keep: int | None = None
-            if len(batch) and reference is not None and batch.embeddings is not None:
-                sims = cosine_to_similarity(model, batch.embeddings @ reference)
-                best = int(np.argmax(sims))
-                if float(sims[best]) >= keep_min_similarity:
-                    keep = best
-            faces += len(batch)
-            kept += keep is not None
-            red = redact(rgb, with_small_faces(batch.boxes, small.boxes(rgb)), keep)
+                    img = Image.fromarray(rgb)
+                    img.thumbnail((max_side_px, max_side_px))
+                    rgb = np.asarray(img)
+                h, w = rgb.shape[:2]
+                rgb = rgb[: h - h % 2, : w - w % 2]  # yuv420p needs even sides
+                batch = analyzer.analyze([rgb])[0]
+                keep: int | None = None
+                if len(batch) and reference is not None and batch.embeddings is not None:
+                    sims = cosine_to_similarity(model, batch.embeddings @ reference)
+                    best = int(np.argmax(sims))
+                    if float(sims[best]) >= keep_min_similarity:
+                        keep = best
+                faces += len(batch)
+                kept += keep is not None
+                red = redact(rgb, with_small_faces(batch.boxes, small.boxes(rgb)), keep)
+                if ost is None:
+                    ost = outc.add_stream("libx264", rate=rate)
+                    ost.width, ost.height = red.shape[1], red.shape[0]
+                    ost.pix_fmt = "yuv420p"
+                for pkt in ost.encode(av.VideoFrame.from_ndarray(red, format="rgb24")):
+                    outc.mux(pkt)
+                frames += 1
             if ost is None:
-                ost = outc.add_stream("libx264", rate=rate)
-                ost.width, ost.height = red.shape[1], red.shape[0]
-                ost.pix_fmt = "yuv420p"
-            for pkt in ost.encode(av.VideoFrame.from_ndarray(red, format="rgb24")):
+                raise InvalidParameter(f"no frames between {start:.2f}s and {end:.2f}s in the source")
+            for pkt in ost.encode():
                 outc.mux(pkt)
-            frames += 1
-        if ost is None:
-            raise InvalidParameter(f"no frames between {start:.2f}s and {end:.2f}s in the source")
-        for pkt in ost.encode():
-            outc.mux(pkt)
-        outc.close()
-        outc = None
-        os.replace(tmp, out)
+            outc.close()
+            outc = None
     finally:
         inp.close()
         if outc is not None:
             outc.close()
-            with_tmp = out.with_name(f".{out.name}.tmp.mp4")
-            with_tmp.unlink(missing_ok=True)
     return ClipReport(frames=frames, faces=faces, kept=kept, fps=fps, start_s=start, end_s=end)
 
 

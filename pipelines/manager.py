@@ -13,8 +13,6 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,6 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from facestream.atomic import replacing
 from facestream.audit import Actor, AuditLog
 from facestream.errors import CollectionExists, InvalidParameter, ResourceNotFound, StreamUnavailable
 from pipelines.config import ProcessorSettings, RuntimeConfig
@@ -83,18 +82,8 @@ class ProcessorRegistry:
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry-")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with replacing(self.path, mode=0o600, fsync=True) as tmp, tmp.open("w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
 
     def put(self, settings: ProcessorSettings, *, desired: str, created_by: Actor, replace: bool) -> None:
         with self._locked() as data:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import requests
 
+from facestream.atomic import replacing
 from facestream.match_event import EventOrRecord, MatchRecord, as_record, event_key, index_fields
 from facestream.sqlite import connect as sqlite_connect
 from pipelines.config import (
@@ -107,13 +108,8 @@ def erase_jsonl(
             kept.append(line)
     if not removed:
         return 0, []
-    tmp = path.with_name(f".{path.name}.erase-tmp")
-    with tmp.open("wb") as f:
+    with replacing(path, mode=path.stat().st_mode & 0o777, fsync=True) as tmp, tmp.open("wb") as f:
         f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, path.stat().st_mode & 0o777)
-    os.replace(tmp, path)
     return len(removed), removed
 
 

@@ -35,7 +35,6 @@ import importlib.util
 import logging
 import math
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import torch
 
+from facestream.atomic import replacing
 from facestream.errors import ModelUnavailable
 
 T = TypeVar("T")
@@ -570,14 +570,8 @@ def _read_cache(path: Path) -> dict[str, torch.Tensor] | None:
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> bool:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
+        with replacing(path, mode=0o600) as tmp:
             torch.save(tensors, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     except OSError as e:
         logger.warning("cannot write weights cache %s (%s); continuing without it", path, e)
         return False
