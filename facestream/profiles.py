@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from facestream.errors import InvalidParameter
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 
 #: roles that act on faces; the public-safety profile keeps them away from admin keys
 OPERATIONAL_ROLES = frozenset({"indexer", "searcher", "reviewer"})
@@ -72,7 +73,7 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "general": Profile("general", default_threshold=80.0, min_threshold=0.0),
+    "general": Profile("general", default_threshold=DEFAULT_MATCH_THRESHOLD, min_threshold=0.0),
     "public-safety": Profile(
         "public-safety",
         default_threshold=99.0,

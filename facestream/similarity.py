@@ -46,7 +46,11 @@ class SimilarityAnchors:
         return np.array([-1.0, self.c50, self.c80, self.c99, 1.0])
 
 
-_YS = np.array([0.0, 50.0, 80.0, 99.0, 100.0])
+#: Rekognition's default operating point (FaceMatchThreshold, SimilarityThreshold, UserMatchThreshold),
+#: the ``general`` profile's default: the one definition of "80" everywhere a threshold defaults.
+DEFAULT_MATCH_THRESHOLD = 80.0
+
+_YS = np.array([0.0, 50.0, DEFAULT_MATCH_THRESHOLD, 99.0, 100.0])
 
 #: Measured by ``python -m bench.accuracy`` on the unflagged pairs of PAIRS.tsv
 #: (see README "Accuracy"). Re-measure after any change to detection or alignment. Each model's

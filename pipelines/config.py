@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from facestream.config import EmbeddingServiceConfig
 from facestream.paths import StatePaths, default_home
 from facestream.profiles import ProfileName
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 
 #: a POSIX environment variable name
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -361,7 +362,9 @@ class ProcessorSettings(_Model):
     purpose: str = Field(
         description="why this stream is searched; audited with every match", min_length=1, max_length=500
     )
-    threshold: float = Field(80.0, ge=0.0, le=100.0, description="FaceMatchThreshold (Similarity 0-100)")
+    threshold: float = Field(
+        DEFAULT_MATCH_THRESHOLD, ge=0.0, le=100.0, description="FaceMatchThreshold (Similarity 0-100)"
+    )
     max_matches: int = Field(3, ge=1, le=100, description="matched faces per search")
     analysis_fps: float = Field(5.0, gt=0.0, le=120.0, description="frames per second sent to analysis")
     keyframes_only: bool = Field(False, description="decode key frames only (cheapest; ~1 per GOP)")

@@ -31,6 +31,7 @@ import numpy as np
 from facestream.atomic import replacing, write_atomic
 from facestream.errors import InvalidParameter, ResourceNotFound
 from facestream.paths import StateHome
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 from facestream.sqlite import connect as sqlite_connect
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ def export_clip(
     seconds: float,
     reference: np.ndarray | None,
     model: str,
-    keep_min_similarity: float = 80.0,
+    keep_min_similarity: float = DEFAULT_MATCH_THRESHOLD,
     max_side_px: int | None = None,
 ) -> ClipReport:
     """Write ``seconds`` of ``source`` centred on ``offset_s`` as H.264 with faces redacted.

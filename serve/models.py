@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
+
 #: base64 of the largest image any configuration allows (64 MiB), in characters.
 _MAX_B64_CHARS = (64 * 1024 * 1024 + 2) // 3 * 4
 
@@ -149,21 +151,21 @@ class SearchFacesRequest(_Req):
     CollectionId: CollectionIdT
     FaceId: FaceIdT
     MaxFaces: int = Field(10, ge=1, le=4096)
-    FaceMatchThreshold: ThresholdT = 80.0
+    FaceMatchThreshold: ThresholdT = DEFAULT_MATCH_THRESHOLD
 
 
 class SearchFacesByImageRequest(_Req):
     CollectionId: CollectionIdT
     Image: ImageModel
     MaxFaces: int = Field(10, ge=1, le=4096)
-    FaceMatchThreshold: ThresholdT = 80.0
+    FaceMatchThreshold: ThresholdT = DEFAULT_MATCH_THRESHOLD
     QualityFilter: QualityFilterName = QualityFilterName.NONE
 
 
 class CompareFacesRequest(_Req):
     SourceImage: ImageModel
     TargetImage: ImageModel
-    SimilarityThreshold: ThresholdT = 80.0
+    SimilarityThreshold: ThresholdT = DEFAULT_MATCH_THRESHOLD
     QualityFilter: QualityFilterName = QualityFilterName.NONE
 
 
@@ -216,14 +218,14 @@ class SearchUsersRequest(_Req):
     CollectionId: CollectionIdT
     UserId: UserIdT | None = None
     FaceId: FaceIdT | None = None
-    UserMatchThreshold: ThresholdT = 80.0
+    UserMatchThreshold: ThresholdT = DEFAULT_MATCH_THRESHOLD
     MaxUsers: int = Field(10, ge=1, le=500)
 
 
 class SearchUsersByImageRequest(_Req):
     CollectionId: CollectionIdT
     Image: ImageModel
-    UserMatchThreshold: ThresholdT = 80.0
+    UserMatchThreshold: ThresholdT = DEFAULT_MATCH_THRESHOLD
     MaxUsers: int = Field(10, ge=1, le=500)
     QualityFilter: QualityFilterName = QualityFilterName.NONE
 

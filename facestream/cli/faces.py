@@ -12,6 +12,7 @@ from facestream.audit import Actor
 from facestream.cli.context import Context, Subcommands, add_common_flags, add_profile_flag
 from facestream.errors import FacestreamError, ModelUnavailable
 from facestream.imageio import LoadedImage, load_image_file
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 
 if TYPE_CHECKING:
     from facestream.thumbnails import ThumbnailStore
@@ -208,7 +209,12 @@ def register(sub: Subcommands) -> None:
     p = sub.add_parser("compare", help="CompareFaces: the largest source face against every target face")
     p.add_argument("source")
     p.add_argument("target")
-    p.add_argument("--threshold", type=float, default=80.0, help="SimilarityThreshold 0-100 (default 80)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_MATCH_THRESHOLD,
+        help=f"SimilarityThreshold 0-100 (default {DEFAULT_MATCH_THRESHOLD:g})",
+    )
     add_common_flags(p)
     p.set_defaults(fn=cmd_compare)
 
