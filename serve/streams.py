@@ -62,7 +62,7 @@ def shared_store(config: ApiConfig) -> FaceStore | None:
         config.resolved_store_uri, token=config.store_token, pagination_secret=config.pagination_secret
     )
     log.info("API store access through the store actor of %s", config.resolved_store_uri)
-    return cast(FaceStore, store)
+    return store
 
 
 class StreamsBackend:
