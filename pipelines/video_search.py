@@ -52,7 +52,8 @@ MATCH_OPERATION = "VideoFaceMatch"
 
 
 class VideoStore(Protocol):
-    """What the job needs of the store (a :class:`FaceStore`, or :class:`ActorStore`)."""
+    """What the job needs of the store: a Milvus store, or (the job) the store actor's client
+    :class:`pipelines.store_actor.RemoteFaceStore` (the one owner of a Milvus Lite file)."""
 
     def describe_collection(self, name: str) -> CollectionInfo: ...
 
@@ -61,32 +62,6 @@ class VideoStore(Protocol):
     ) -> list[list[SearchHit]]: ...
 
     def get_faces(self, collection: str, face_ids: Sequence[str]) -> list[FaceRecord]: ...
-
-
-class ActorStore:
-    """:class:`VideoStore` over the store actor (the one owner of a Milvus Lite file)."""
-
-    def __init__(self, actor: Any, timeout_s: float = 120.0) -> None:
-        self.actor = actor
-        self.timeout_s = timeout_s
-
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        from pipelines.store_actor import call
-
-        return call(self.actor.invoke.remote(method, args, kwargs), self.timeout_s)
-
-    def describe_collection(self, name: str) -> CollectionInfo:
-        return self._call("describe_collection", name)
-
-    def search(
-        self, collection: str, queries: np.ndarray, *, model: str, max_faces: int, min_similarity: float
-    ) -> list[list[SearchHit]]:
-        return self._call(
-            "search", collection, queries, model=model, max_faces=max_faces, min_similarity=min_similarity
-        )
-
-    def get_faces(self, collection: str, face_ids: Sequence[str]) -> list[FaceRecord]:
-        return self._call("get_faces", collection, list(face_ids))
 
 
 @dataclass(frozen=True)
@@ -415,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import ray
 
     from pipelines.runtime import ensure_ray
-    from pipelines.store_actor import store_actor
+    from pipelines.store_actor import RemoteFaceStore
 
     try:
         if not args.detect:
@@ -433,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         failures_path = args.failures or args.out / "failures.jsonl"
         started = ensure_ray(runtime.ray_address)
         try:
-            store = None if args.detect else ActorStore(store_actor(runtime.resolved_store_uri))
+            store = None if args.detect else RemoteFaceStore(runtime.resolved_store_uri)
             job = VideoJob(
                 cfg,
                 analyzer,

@@ -15,7 +15,19 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
-from facestream.cli import accountability, api, audit, demo, events, faces, models, privacy, review, streams
+from facestream.cli import (
+    accountability,
+    api,
+    audit,
+    demo,
+    events,
+    faces,
+    models,
+    privacy,
+    review,
+    streams,
+    video,
+)
 from facestream.cli.context import EXIT_FAILED, Context, Subcommands, exit_code
 from facestream.errors import FacestreamError
 
@@ -34,6 +46,7 @@ _GROUPS: tuple[Callable[[Subcommands], None], ...] = (
     events.register,
     api.register,
     streams.register,
+    video.register,
 )
 
 
