@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/facestream demo --purpose "demo: local walkthrough"
+	FACESTREAM_HOME="$${FACESTREAM_HOME:-var/facestream}" .venv/bin/facestream demo --purpose "demo: local walkthrough"
 
 # The exact command CI runs (.ci/run): lint, type-check, the import contracts (.importlinter), then
 # the whole suite incl. slow tests.
