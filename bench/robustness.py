@@ -65,6 +65,7 @@ from bench.common import (
     setup_logging,
     write_result,
 )
+from facestream.atomic import write_atomic
 from facestream.evaluation import (
     Pair,
     kfold_accuracy,
@@ -259,9 +260,7 @@ class ResultCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data))
 
 
 def peer_files(paths: list[Path]) -> list[tuple[np.ndarray | None, np.ndarray | None, float]]:

@@ -39,6 +39,8 @@ import numpy as np
 from facestream.audit import Actor, AuditLog
 from facestream.config import AnalyzerConfig, DeviceConfig
 from facestream.errors import FacestreamError, InvalidParameter
+from facestream.paths import default_home
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 from facestream.store import CollectionInfo, FaceRecord
 from facestream.types import SearchHit
 from facestream.video_results import face_match, get_face_detection, get_face_search, person_match
@@ -70,7 +72,7 @@ class SearchSpec:
 
     collection: str
     purpose: str
-    threshold: float = 80.0
+    threshold: float = DEFAULT_MATCH_THRESHOLD
     max_faces: int = 10
 
 
@@ -369,7 +371,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--segment-s", type=float, default=30.0)
     ap.add_argument("--detector", choices=["fast", "mtcnn"], default="fast")
     ap.add_argument(
-        "--home", type=Path, default=Path("var/facestream"), help="state directory (store, audit)"
+        "--home",
+        type=Path,
+        default=None,
+        help="state directory (store, audit); default: FACESTREAM_HOME, else $XDG_DATA_HOME/facestream",
     )
     ap.add_argument("--store-uri", default=None, help="Milvus URI; default: <home>/milvus.db")
     ap.add_argument(
@@ -402,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise InvalidParameter(f"--actors must be 1-64, got {args.actors}")
         cfg = VideoAnalysisConfig(fps=args.fps, segment_s=args.segment_s, detector_mode=args.detector)
         analyzer = AnalyzerConfig(device=DeviceConfig(device=args.device, torch_threads=args.torch_threads))
-        runtime = RuntimeConfig(home=args.home, store_uri=args.store_uri, ray_address=args.ray_address)
+        runtime = RuntimeConfig(
+            home=args.home or default_home(), store_uri=args.store_uri, ray_address=args.ray_address
+        )
         videos = list_videos(args.source)
         args.out.mkdir(parents=True, exist_ok=True)
         failures_path = args.failures or args.out / "failures.jsonl"

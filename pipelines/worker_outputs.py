@@ -11,13 +11,13 @@ One :class:`Outputs` per run of a processor (opened when it starts, closed when 
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from facestream.atomic import write_atomic
 from facestream.match_event import MatchEvent
 from facestream.paths import StateHome
 from facestream.types import FaceBatch
@@ -128,9 +128,7 @@ class Outputs:
         jpeg = redacted_preview(rgb, batch.boxes, self._small_faces, max_side_px=_PREVIEW_SIDE_PX)
         path = preview_path(self.home, self.settings.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(jpeg)
-        os.replace(tmp, path)
+        write_atomic(path, jpeg)
 
     def close(self) -> None:
         """Drain the spool to the sinks for a bounded time, then close every store."""
