@@ -26,6 +26,7 @@ from typing import Any
 
 from facestream.audit import Actor, AuditLog
 from facestream.errors import FacestreamError, ModelMismatch
+from facestream.store.records import CollectionInfo
 from facestream.types import FaceBatch
 from pipelines.config import ProcessorSettings
 from pipelines.evidence import SmallFaceFinder
@@ -211,10 +212,10 @@ class StreamWorker:
                 self.board.set(StreamStatus.STOPPED, self._end_message or "stopped")
             self._done.set()
 
-    def _check_collection(self) -> Any:
+    def _check_collection(self) -> CollectionInfo:
         """The collection exists and holds the face service's embeddings; its description."""
         self._model = str(self.face.model_name.remote().result(timeout_s=60))
-        info = call(self.store.describe_collection.remote(self.settings.collection), 60)
+        info: CollectionInfo = call(self.store.describe_collection.remote(self.settings.collection), 60)
         if info.model != self._model:
             raise ModelMismatch(
                 f"collection {self.settings.collection!r} holds {info.model} faces; the face service makes "
