@@ -27,16 +27,19 @@ from facestream.operations_common import (
     check_threshold,
     face_json,
     match_json,
+    matches_json,
+    model_fields,
     require_quality,
 )
 from facestream.operations_users import UserOperationsMixin
 from facestream.quality import QualityFilter, failure_reasons
-from facestream.rekognition import bbox_ratios, bounding_box, face_detail
+from facestream.rekognition import MODEL_FIELD, bbox_ratios, bounding_box, face_detail
 from facestream.similarity import cosine_to_similarity
 from facestream.store import FaceRecord, FaceStore
 from facestream.types import FaceBatch
 
 log = logging.getLogger(__name__)
+
 
 def _row(points: np.ndarray | None, i: int) -> np.ndarray | None:
     return None if points is None else points[i]
@@ -92,7 +95,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
             },
             "FaceMatches": matches,
             "UnmatchedFaces": unmatched,
-            "FaceModelVersion": self.analyzer.model_name,
+            MODEL_FIELD: self.analyzer.model_name,  # Rekognition's CompareFaces names no model
         }
 
     # --- collections ----------------------------------------------------------------------
@@ -151,7 +154,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
                 embedding=batch.embeddings[i],
             )
             records.append(rec)
-            indexed.append({"Face": face_json(rec), "FaceDetail": detail})
+            indexed.append({"Face": face_json(rec, model), "FaceDetail": detail})
         if records:
             self.store.add_faces(collection, records, model=model)
             self.save_thumbnails(collection, image.rgb, records)
@@ -165,7 +168,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
             },
             results={"face_ids": [r.face_id for r in records], "unindexed": len(unindexed)},
         )
-        return {"FaceRecords": indexed, "UnindexedFaces": unindexed, "FaceModelVersion": model}
+        return {"FaceRecords": indexed, "UnindexedFaces": unindexed, **model_fields(model)}
 
     def search_faces_by_image(
         self,
@@ -190,7 +193,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
         hits = self.store.search(
             collection, batch.embeddings[:1], model=info.model, max_faces=max_faces, min_similarity=threshold
         )[0]
-        matches = [match_json(h) for h in hits]
+        matches = matches_json(self.store, collection, hits, info.model)
         self.audit.append(
             actor=actor,
             operation="SearchFacesByImage",
@@ -202,7 +205,7 @@ class FaceOperations(CollectionOperationsMixin, UserOperationsMixin):
             "SearchedFaceBoundingBox": bounding_box(batch.boxes[0], batch.image_width, batch.image_height),
             "SearchedFaceConfidence": round(float(batch.scores[0]) * 100.0, 5),
             "FaceMatches": matches,
-            "FaceModelVersion": info.model,
+            **model_fields(info.model),
         }
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from facestream import operations_common as ops
 from facestream.audit import Actor
 from facestream.errors import FacestreamError, InvalidParameter, ResourceNotFound
+from facestream.rekognition import MODELS_FIELD, ArnConfig, model_version
 from facestream.thumbnails import ThumbnailConfig, ThumbnailStore, crop_jpeg
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ DEFAULT_THRESHOLD = 80.0
 DEFAULT_PAGE = 1000
 
 
-def collection_arn(name: str) -> str:
-    return f"facestream:collection/{name}"
-
-
 class CollectionOperationsMixin:
     analyzer: Analyzer
     store: FaceStore
@@ -42,6 +39,8 @@ class CollectionOperationsMixin:
     #: enrolled-face thumbnails (``<home>/thumbnails``); None: this deployment keeps none
     thumbnails: ThumbnailStore | None = None
     thumbnail_config: ThumbnailConfig = ThumbnailConfig()
+    #: how collection ARNs are spelled (partition, region, account)
+    arn: ArnConfig = ArnConfig()
 
     def attach_thumbnails(self, home: Path, config: ThumbnailConfig | None = None) -> None:
         """Keep (when ``config.enabled``) and always delete thumbnails under ``<home>/thumbnails``."""
@@ -77,8 +76,8 @@ class CollectionOperationsMixin:
         self.audit.append(actor=actor, operation="CreateCollection", inputs={"collection": collection})
         return {
             "StatusCode": 200,
-            "CollectionArn": collection_arn(collection),
-            "FaceModelVersion": info.model,
+            "CollectionArn": self.arn.collection(collection),
+            **ops.model_fields(info.model),
         }
 
     def delete_collection(self, collection: str, *, actor: Actor) -> dict[str, Any]:
@@ -94,9 +93,11 @@ class CollectionOperationsMixin:
         names, token = self.store.list_collections_page(
             max_results=max_results or DEFAULT_PAGE, next_token=next_token
         )
+        models = [self.store.describe_collection(n).model for n in names]
         out: dict[str, Any] = {
             "CollectionIds": names,
-            "FaceModelVersions": [self.store.describe_collection(n).model for n in names],
+            "FaceModelVersions": [model_version(m) for m in models],
+            MODELS_FIELD: models,
         }
         if token is not None:
             out["NextToken"] = token
@@ -107,8 +108,8 @@ class CollectionOperationsMixin:
         return {
             "FaceCount": info.face_count,
             "UserCount": self.store.count_users(collection),
-            "FaceModelVersion": info.model,
-            "CollectionARN": collection_arn(info.name),
+            **ops.model_fields(info.model),
+            "CollectionARN": self.arn.collection(info.name),
             "CreationTimestamp": info.created_at / 1000.0,
         }
 
@@ -132,8 +133,8 @@ class CollectionOperationsMixin:
                 collection, max_results=max_results or DEFAULT_PAGE, next_token=next_token, user_id=user_id
             )
         out: dict[str, Any] = {
-            "Faces": [{**ops.face_json(f), "IndexFacesModelVersion": info.model} for f in faces],
-            "FaceModelVersion": info.model,
+            "Faces": [ops.face_json(f, info.model) for f in faces],
+            **ops.model_fields(info.model),
         }
         if token is not None:
             out["NextToken"] = token
@@ -198,6 +199,6 @@ class CollectionOperationsMixin:
         )
         return {
             "SearchedFaceId": face_id,
-            "FaceMatches": [ops.match_json(h) for h in hits],
-            "FaceModelVersion": info.model,
+            "FaceMatches": ops.matches_json(self.store, collection, hits, info.model),
+            **ops.model_fields(info.model),
         }

@@ -12,7 +12,8 @@ import numpy as np
 
 from facestream.errors import InvalidParameter, PurposeRequired
 from facestream.quality import QualityFilter, failure_reasons
-from facestream.store import FaceRecord
+from facestream.rekognition import MODEL_FIELD, model_version, wire_image_id
+from facestream.store import FaceRecord, FaceStore
 from facestream.types import FaceBatch, SearchHit
 
 DEFAULT_THRESHOLD = 80.0
@@ -67,7 +68,6 @@ def check_max_faces(value: int | None, upper: int = 4096) -> int | None:
     return value
 
 
-
 def require_quality(batch: FaceBatch, quality_filter: QualityFilter, what: str) -> None:
     """Refuse to search with a face that fails ``quality_filter`` (the first face of ``batch``)."""
     if quality_filter is QualityFilter.NONE:
@@ -85,29 +85,53 @@ def require_quality(batch: FaceBatch, quality_filter: QualityFilter, what: str) 
         raise InvalidParameter(f"{what} fails QualityFilter {quality_filter.value}: {', '.join(reasons)}")
 
 
-def match_json(h: SearchHit) -> dict[str, Any]:
-    """One search hit as Rekognition's ``FaceMatch``."""
-    return {
-        "Similarity": round(h.similarity, 5),
-        "Face": {
-            "FaceId": h.face_id,
-            "ExternalImageId": h.external_image_id,
-            "ImageId": h.image_id,
-            **({"UserId": h.user_id} if h.user_id else {}),
-        },
-    }
+def model_fields(model: str) -> dict[str, str]:
+    """``FaceModelVersion`` (Rekognition's numeric form) and facestream's ``FacestreamFaceModel``
+    (the model's name; the Rekognition protocol leaves it out)."""
+    return {"FaceModelVersion": model_version(model), MODEL_FIELD: model}
 
 
-def face_json(rec: FaceRecord) -> dict[str, Any]:
+def match_json(h: SearchHit, rec: FaceRecord | None = None, model: str | None = None) -> dict[str, Any]:
+    """One search hit as Rekognition's ``FaceMatch``; with the stored ``rec`` its ``Face`` has
+    the BoundingBox and Confidence it was indexed with, and with ``model`` its
+    IndexFacesModelVersion."""
+    if rec is not None:
+        face = face_json(rec, model)
+    else:
+        face = {"FaceId": h.face_id, "ImageId": wire_image_id(h.image_id)}
+        if h.external_image_id:
+            face["ExternalImageId"] = h.external_image_id
+        if h.user_id:
+            face["UserId"] = h.user_id
+        if model is not None:
+            face["IndexFacesModelVersion"] = model_version(model)
+    return {"Similarity": round(h.similarity, 5), "Face": face}
+
+
+def matches_json(
+    store: FaceStore, collection: str, hits: list[SearchHit], model: str
+) -> list[dict[str, Any]]:
+    """Search hits as ``FaceMatches``, each ``Face`` completed from its stored record."""
+    if not hits:
+        return []
+    records = {r.face_id: r for r in store.get_faces(collection, [h.face_id for h in hits])}
+    return [match_json(h, records.get(h.face_id), model) for h in hits]
+
+
+def face_json(rec: FaceRecord, model: str | None = None) -> dict[str, Any]:
+    """A stored face as Rekognition's ``Face`` (``ImageId`` as a UUID, see
+    :func:`facestream.rekognition.wire_image_id`); with ``model``, its IndexFacesModelVersion."""
     left, top, width, height = rec.bounding_box
     out: dict[str, Any] = {
         "FaceId": rec.face_id,
         "BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top},
-        "ImageId": rec.image_id,
+        "ImageId": wire_image_id(rec.image_id),
         "Confidence": round(rec.confidence, 5),
     }
     if rec.external_image_id is not None:
         out["ExternalImageId"] = rec.external_image_id
     if rec.user_id is not None:
         out["UserId"] = rec.user_id
+    if model is not None:
+        out["IndexFacesModelVersion"] = model_version(model)
     return out

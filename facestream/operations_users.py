@@ -272,7 +272,7 @@ class UserOperationsMixin:
                 "own_user": own_user,
             },
         )
-        return {"UserMatches": matches, "FaceModelVersion": info.model, **searched}
+        return {"UserMatches": matches, **ops.model_fields(info.model), **searched}
 
     def search_users_by_image(
         self,
@@ -308,7 +308,7 @@ class UserOperationsMixin:
         )
         return {
             "UserMatches": matches,
-            "FaceModelVersion": info.model,
+            **ops.model_fields(info.model),
             "SearchedFace": {"FaceDetail": face_detail(batch, 0)},
             "UnsearchedFaces": [
                 {"FaceDetails": face_detail(batch, i), "Reasons": ["FACE_NOT_LARGEST"]}

@@ -73,6 +73,21 @@ def _roles(*roles: Role) -> frozenset[Role]:
     return frozenset(roles)
 
 
+#: Idempotent reads that are neither audited nor searches. SigV4 signs the time to the second,
+#: so an unmodified SDK sends byte-identical requests when it retries or calls the same read
+#: twice in one second; for these the signature may repeat within the skew window. Every other
+#: operation (writes, searches, anything audited) accepts a signature once.
+REPEATABLE_READS = frozenset(
+    {
+        "ListCollections",
+        "DescribeCollection",
+        "ListFaces",
+        "ListUsers",
+        "DescribeStreamProcessor",
+        "ListStreamProcessors",
+    }
+)
+
 VIEW = ALL_ROLES
 ADMIN = _roles(Role.ADMIN)
 INDEX = _roles(Role.INDEXER)
@@ -125,7 +140,9 @@ class ApiService:
 
     # ── authentication and authorisation ────────────────────────────────────────────────
 
-    def authenticate_sigv4(self, req: SignedRequest) -> Principal:
+    def authenticate_sigv4(self, req: SignedRequest, *, once: bool = True) -> Principal:
+        """The signer of a wire request. ``once``: its signature is accepted only once (replay
+        protection); False for :data:`REPEATABLE_READS`, whose identical re-sends are normal."""
         infos: dict[str, KeyInfo] = {}
 
         def lookup(key_id: str) -> str | None:
@@ -141,7 +158,9 @@ class ApiService:
             service=SIGV4_SERVICE,
             lookup_secret=lookup,
             # Remembered for twice the skew: a date up to +skew ahead stays valid that long.
-            remember=lambda sig: self.keys.remember_signature(sig, 2 * skew * 1000),
+            remember=(lambda sig: self.keys.remember_signature(sig, 2 * skew * 1000))
+            if once
+            else (lambda _: True),
             max_skew_s=skew,
         )
         return self._principal(infos[v.access_key_id])

@@ -6,6 +6,7 @@ makes metrics wrap load shedding wrap the body limit and authentication.
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -39,6 +40,7 @@ class RequestGuards:
         app.middleware("http")(self.limit_body)
         app.middleware("http")(self.shed_load)
         app.middleware("http")(self.count)
+        app.middleware("http")(self.request_id)
 
     async def limit_body(self, request: Request, call_next: CallNext) -> Response:
         """Refuse a declared body over the limit; authenticate and authorize ``/v1`` callers."""
@@ -104,6 +106,14 @@ class RequestGuards:
         op = self.operation_label(request)
         metrics.inc("facestream_http_requests_total", operation=op, code=str(response.status_code))
         metrics.observe("facestream_http_request_seconds", time.perf_counter() - t0, operation=op)
+        return response
+
+    async def request_id(self, request: Request, call_next: CallNext) -> Response:
+        """Every answer, of either face, success or refusal, carries ``x-amzn-RequestId``
+        (boto3 reads it into ``ResponseMetadata.RequestId``). Added last: wraps everything."""
+        response: Response = await call_next(request)
+        if "x-amzn-requestid" not in response.headers:
+            response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
         return response
 
     def operation_label(self, request: Request) -> str:

@@ -1,15 +1,17 @@
 """The Rekognition wire protocol: ``POST /`` with ``X-Amz-Target``, a JSON 1.1 body and SigV4."""
 
 import json
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from facestream.errors import FacestreamError
+from facestream.rekognition import rekognition_wire
 from serve.errors import RequestTooLarge, Serialization, UnknownOperation
 from serve.http.responses import AMZ_JSON, TARGET_PREFIX, internal_error, wire_error
-from serve.service import ApiService
+from serve.service import REPEATABLE_READS, ApiService
 from serve.sigv4 import SignedRequest
 
 
@@ -52,7 +54,9 @@ class RekognitionProtocol:
             headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
             body=body,
         )
-        principal = await run_in_threadpool(service.authenticate_sigv4, signed)
+        principal = await run_in_threadpool(
+            partial(service.authenticate_sigv4, once=op.name not in REPEATABLE_READS), signed
+        )
         try:
             params = json.loads(body) if body else {}
         except (ValueError, UnicodeDecodeError, RecursionError):
@@ -60,4 +64,5 @@ class RekognitionProtocol:
             raise Serialization("the request body is not valid JSON") from None
         purpose = request.headers.get(self.purpose_header)
         result = await run_in_threadpool(service.call, op, params, principal, purpose)
-        return Response(content=json.dumps(result), media_type=AMZ_JSON)
+        # Rekognition's shapes only: facestream's own fields stay on the native API.
+        return Response(content=json.dumps(rekognition_wire(result)), media_type=AMZ_JSON)

@@ -70,7 +70,7 @@ def test_every_operation_with_boto3(api: Api) -> None:
     assert "CollectionIds" in plain.list_collections()
 
     out = admin.create_collection(CollectionId=col)
-    assert out["StatusCode"] == 200 and out["FaceModelVersion"] == "dlib-resnet"
+    assert out["StatusCode"] == 200 and out["FaceModelVersion"] == "1.0"
     with pytest.raises(ClientError) as e:
         admin.create_collection(CollectionId=col)
     assert code(e) == ("ResourceAlreadyExistsException", 400)
@@ -257,12 +257,16 @@ def _send(req: AWSRequest) -> requests.Response:
 
 
 def test_replayed_and_stale_signatures_are_refused(api: Api) -> None:
-    req = _signed(api, "viewer", "ListCollections", b"{}")
+    req = _signed(api, "admin", "CreateCollection", b'{"CollectionId": "boto3-replayed"}')
     first = _send(req)
     assert first.status_code == 200, first.text
     again = _send(req)
     assert again.status_code == 401
     assert again.json()["__type"] == "InvalidSignatureException" and "already used" in again.json()["message"]
+    # An idempotent, unaudited read may come twice (an SDK's retry, or the same call twice in
+    # one second signs byte-identically): serve.service.REPEATABLE_READS.
+    read = _signed(api, "viewer", "ListCollections", b"{}")
+    assert _send(read).status_code == 200 and _send(read).status_code == 200
 
     stale = _signed(
         api,
