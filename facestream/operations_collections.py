@@ -16,6 +16,7 @@ import numpy as np
 from facestream import operations_common as ops
 from facestream.audit import Actor
 from facestream.errors import FacestreamError, InvalidParameter, ResourceNotFound
+from facestream.paths import StateHome
 from facestream.rekognition import MODELS_FIELD, ArnConfig, model_version
 from facestream.thumbnails import ThumbnailConfig, ThumbnailStore, crop_jpeg
 
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Rekognition's default FaceMatchThreshold (the same value as facestream.operations.DEFAULT_THRESHOLD).
-DEFAULT_THRESHOLD = 80.0
 #: Rekognition's ListCollections / ListFaces page size when MaxResults is not given.
 DEFAULT_PAGE = 1000
 
@@ -45,7 +44,7 @@ class CollectionOperationsMixin:
     def attach_thumbnails(self, home: Path, config: ThumbnailConfig | None = None) -> None:
         """Keep (when ``config.enabled``) and always delete thumbnails under ``<home>/thumbnails``."""
         self.thumbnail_config = config or ThumbnailConfig.from_env()
-        self.thumbnails = ThumbnailStore(home / "thumbnails")
+        self.thumbnails = ThumbnailStore(StateHome(home).thumbnails)
 
     def save_thumbnails(self, collection: str, rgb: np.ndarray, records: Sequence[FaceRecord]) -> int:
         """IndexFaces: one small crop per indexed face (the reviewer's enrolled photo).
@@ -174,7 +173,7 @@ class CollectionOperationsMixin:
         *,
         actor: Actor,
         purpose: str | None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = ops.DEFAULT_THRESHOLD,
         max_faces: int = 10,
     ) -> dict[str, Any]:
         """Stored faces like the stored face ``face_id`` (which is not among the answers)."""

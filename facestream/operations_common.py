@@ -13,10 +13,12 @@ import numpy as np
 from facestream.errors import InvalidParameter, PurposeRequired
 from facestream.quality import QualityFilter, failure_reasons
 from facestream.rekognition import MODEL_FIELD, model_version, wire_image_id
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 from facestream.store import FaceRecord, FaceStore
 from facestream.types import FaceBatch, SearchHit
 
-DEFAULT_THRESHOLD = 80.0
+#: the operations' name for :data:`facestream.similarity.DEFAULT_MATCH_THRESHOLD` (defined there once)
+DEFAULT_THRESHOLD = DEFAULT_MATCH_THRESHOLD
 MAX_PURPOSE_CHARS = 500
 
 

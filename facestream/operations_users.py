@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 #: Rekognition: AssociateFaces takes 1-100 face ids and a user holds at most 100 faces.
 MAX_FACES_PER_USER = 100
-DEFAULT_THRESHOLD = 80.0
 DEFAULT_ASSOCIATE_THRESHOLD = 75.0
 DEFAULT_MAX_USERS = 10
 MAX_USERS = 500
@@ -228,7 +227,7 @@ class UserOperationsMixin:
         purpose: str | None,
         user_id: str | None = None,
         face_id: str | None = None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = ops.DEFAULT_THRESHOLD,
         max_users: int = DEFAULT_MAX_USERS,
     ) -> dict[str, Any]:
         """Users like a stored user (all its faces) or a stored face (exactly one of the two)."""
@@ -281,7 +280,7 @@ class UserOperationsMixin:
         *,
         actor: Actor,
         purpose: str | None,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float = ops.DEFAULT_THRESHOLD,
         max_users: int = DEFAULT_MAX_USERS,
         quality_filter: QualityFilter = QualityFilter.NONE,
     ) -> dict[str, Any]:
