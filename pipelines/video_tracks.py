@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facestream.config import AnalyzerConfig
 from facestream.errors import FacestreamError
 from facestream.rekognition import face_detail
+from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 from pipelines.config import TrackerConfig
 from pipelines.tracker import FaceTracker, FrameInfo
 from pipelines.video_segments import DecodedFrame, Segment, decode_segment
@@ -126,7 +127,7 @@ def _chunks(
 def analyse_segment(segment: Segment, analyzer: Any, cfg: VideoAnalysisConfig) -> dict[str, Any]:
     """Decode, analyse and track one segment; see the module docstring for the result."""
     t0 = time.monotonic()
-    tracker = FaceTracker(cfg.tracking, threshold=80.0)
+    tracker = FaceTracker(cfg.tracking, threshold=DEFAULT_MATCH_THRESHOLD)
     faces: list[tuple[float, list[Any], dict[str, Any]]] = []  # (t_ms, tracker slot, detail)
     ends: dict[str, _TrackEnds] = {}
     slots_emb: list[tuple[list[Any], float, np.ndarray, np.ndarray]] = []
