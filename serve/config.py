@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from facestream.config import EmbeddingServiceConfig
 from facestream.paths import StatePaths, default_home
 from facestream.profiles import ProfileName
+from facestream.rekognition import ArnConfig
 
 _BUCKET = re.compile(r"[0-9A-Za-z.\-_]{3,255}")
 _HOST = re.compile(r"[0-9A-Za-z.\-_]{1,253}|\[?[0-9A-Fa-f:]{2,45}\]?")
@@ -130,6 +131,11 @@ class ApiConfig(StatePaths, _Model):
         max_length=64,
         description="directories file sources of stream processors may read; empty: "
         "FACESTREAM_MEDIA_DIRS, else <home>/media",
+    )
+    arn: ArnConfig = Field(
+        default_factory=ArnConfig,
+        description="how ARNs are spelled: arn:<partition>:rekognition:<region>:<account>:collection/<id> "
+        "(and :streamprocessor/<name>)",
     )
     image_roots: dict[str, Path] = Field(
         default_factory=dict,

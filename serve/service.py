@@ -130,6 +130,7 @@ class ApiService:
         self.streams: Any = None
         self.audit = AuditLog(config.resolved_audit_path)
         self.ops = FaceOperations(analyzer, self.store, self.audit)
+        self.ops.arn = config.arn
         self.ops.attach_thumbnails(home)  # IndexFaces keeps, DeleteFaces removes enrolled thumbnails
         self.operations: dict[str, Operation] = {op.name: op for op in OPERATIONS}
         for op in extra_operations or []:

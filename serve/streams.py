@@ -44,7 +44,6 @@ from serve.service import ADMIN, AUDIT, ApiService, Operation, Principal
 
 log = logging.getLogger(__name__)
 
-ARN_PREFIX = "facestream:stream-processor/"
 _KVS_ARN = re.compile(
     r"^arn:aws[a-z\-]*:kinesisvideo:([a-z0-9\-]+):\d{12}:stream/([a-zA-Z0-9_.\-]{1,256})/\d+$"
 )
@@ -164,12 +163,17 @@ def _settings_error(exc: ValidationError) -> InvalidParameter:
     return InvalidParameter(msgs)
 
 
-def _arn(name: str) -> str:
-    return ARN_PREFIX + name
+def _arn(s: ApiService, name: str) -> str:
+    """The processor's ARN, Rekognition-shaped (``ApiConfig.arn``)."""
+    a = s.config.arn
+    return f"arn:{a.partition}:rekognition:{a.region}:{a.account}:streamprocessor/{name}"
 
 
-def _public(b: StreamsBackend, name: str) -> dict[str, Any]:
-    """DescribeStreamProcessor's answer: Rekognition's fields plus ``Facestream`` details."""
+def _public(s: ApiService, b: StreamsBackend, name: str) -> dict[str, Any]:
+    """DescribeStreamProcessor's answer: Rekognition's fields plus ``Facestream`` details (the
+    Rekognition protocol strips those). The source is in ``Facestream.Source`` only: Rekognition's
+    ``Input`` holds a Kinesis Video stream ARN, which a file, RTSP or HLS source has not, and the
+    account of a given ARN is not kept."""
     b.manager.reap_finished(name)
     d = b.manager.describe(name)
     entry = b.manager.registry.get(name)
@@ -177,13 +181,12 @@ def _public(b: StreamsBackend, name: str) -> dict[str, Any]:
     sinks = [s.kind for s in settings.sinks]
     out: dict[str, Any] = {
         "Name": name,
-        "StreamProcessorArn": _arn(name),
+        "StreamProcessorArn": _arn(s, name),
         "Status": d.get("Status", "STOPPED"),
         "StatusMessage": d.get("StatusMessage", ""),
         "CreationTimestamp": d["CreationTimestamp"],
         "LastUpdateTimestamp": entry.get("updated_ms", entry["created_ms"]) / 1000.0,
-        "Input": {"KinesisVideoStream": {"Arn": describe_source(settings.source)}},
-        "Output": {"Facestream": {"Sinks": sinks}},
+        "Output": {"FacestreamSinks": sinks},
         "Settings": {
             "FaceSearch": {"CollectionId": settings.collection, "FaceMatchThreshold": settings.threshold}
         },
@@ -250,7 +253,7 @@ def _create(
     except (ValueError, OSError) as exc:
         # A URL urllib cannot split, a path the OS will not resolve: bad input, not a crash.
         raise InvalidParameter(f"Input: not a usable source ({type(exc).__name__})") from None
-    return {"StreamProcessorArn": _arn(r.Name)}
+    return {"StreamProcessorArn": _arn(s, r.Name)}
 
 
 def _start(
@@ -267,7 +270,7 @@ def _start(
     b.refresh_store()
     status = b.manager.start(r.Name, p.actor, purpose=why)
     session = f"{r.Name}:{int(time.time() * 1000)}"
-    return {"SessionId": session, "Status": status.get("Status")}
+    return {"SessionId": session, "FacestreamStatus": status.get("Status")}
 
 
 def _stop(s: ApiService, r: m.StreamProcessorNameRequest, p: Principal, _: str | None) -> dict[str, Any]:
@@ -278,7 +281,7 @@ def _stop(s: ApiService, r: m.StreamProcessorNameRequest, p: Principal, _: str |
 
 
 def _describe(s: ApiService, r: m.StreamProcessorNameRequest, p: Principal, _: str | None) -> dict[str, Any]:
-    return _public(_backend(s), r.Name)
+    return _public(s, _backend(s), r.Name)
 
 
 def _list(s: ApiService, r: m.ListStreamProcessorsRequest, p: Principal, _: str | None) -> dict[str, Any]:
@@ -393,4 +396,4 @@ def stream_operations() -> list[Operation]:
     ]
 
 
-__all__ = ["ARN_PREFIX", "StreamsBackend", "attach", "shared_store", "stream_operations"]
+__all__ = ["StreamsBackend", "attach", "shared_store", "stream_operations"]

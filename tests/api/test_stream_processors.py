@@ -55,7 +55,7 @@ def test_stream_processor_with_boto3(api: Api) -> None:
         Settings={"FaceSearch": {"CollectionId": col, "FaceMatchThreshold": 80.0}},
         RoleArn=ROLE_ARN,
     )
-    assert out["StreamProcessorArn"] == f"facestream:stream-processor/{name}"
+    assert out["StreamProcessorArn"] == f"arn:aws:rekognition:us-east-1:000000000000:streamprocessor/{name}"
     with pytest.raises(ClientError) as e:
         admin.create_stream_processor(
             Input={"KinesisVideoStream": {"Arn": str(face(CLIP))}},
