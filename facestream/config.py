@@ -190,6 +190,30 @@ class EmbeddingServiceConfig(_Model):
         4.0, gt=0.0, le=1000.0, description="autoscaling target of in-flight requests per replica"
     )
     max_ongoing_requests: int = Field(32, ge=1, le=10_000, description="back-pressure per replica")
+    stream_affinity: bool = Field(
+        True,
+        description="frames of one stream go to one home replica (rendezvous hashing of the "
+        "stream key, bounded load; pipelines/face_router.py) so its fast-path state stays "
+        "there; False: Serve's default load-balanced routing for every frame",
+    )
+    affinity_load_factor: float = Field(
+        1.5,
+        ge=1.0,
+        le=100.0,
+        description="a stream's home is passed over for its next replica while the home's queue "
+        "exceeds this times the mean queue (and affinity_min_queue)",
+    )
+    affinity_min_queue: int = Field(
+        8, ge=1, le=10_000, description="queue length below which a home replica is never passed over"
+    )
+    affinity_rehome_s: float = Field(
+        30.0,
+        gt=0.0,
+        le=86_400.0,
+        description="how often (jittered 0.5-1.5x) a stream reconsiders which of its two hash "
+        "choices is less loaded (a new stream first after a fifth of it); it moves only when "
+        "that evens them out",
+    )
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> EmbeddingServiceConfig:

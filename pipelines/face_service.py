@@ -4,6 +4,10 @@ Every caller — stream actors and the HTTP API alike — sends single frames th
 DeploymentHandle; ``@serve.batch`` gathers frames from all of them into one call, which
 groups equal-sized frames for MTCNN and embeds all their faces in one forward pass. The
 model runs in a worker thread so the replica's event loop keeps collecting the next batch.
+
+Frames with a stream key go to that stream's home replica (``pipelines/face_router.py``), so
+the per-stream fast-path state stays in one place; ``stats()`` counts frames per stream and
+names the replica, which is how tests and ``bench.scale`` check it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, cast
 
 import numpy as np
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from facestream import metrics
 from facestream.config import EmbeddingServiceConfig
@@ -47,6 +52,9 @@ class FaceAnalysisService:
         self._queue: Counter[str] = Counter()
         self._frames = 0
         self._busy_s = 0.0
+        self._stream_frames: Counter[str] = Counter()
+        self._stream_seen: dict[str, float] = {}
+        self._replica_id = _replica_id()
         log.info("face analysis replica ready (pid %s, model %s)", os.getpid(), self.analyzer.model_name)
 
     async def analyze(self, frame: np.ndarray, stream_key: str | None = None) -> FaceBatch:
@@ -56,11 +64,31 @@ class FaceAnalysisService:
         fast per-stream detector (motion gate, detect every k frames, refine). None (still
         images): full per-frame MTCNN.
         """
-        return await self._queued("analyze", self.analyze_batch, frame, _check_key(stream_key))
+        key = _check_key(stream_key)
+        self._count_stream(key)
+        return await self._queued("analyze", self.analyze_batch, frame, key)
 
     async def detect(self, frame: np.ndarray, stream_key: str | None = None) -> FaceBatch:
         """One RGB uint8 frame (H, W, 3) -> its faces, no embeddings (``stream_key``: see analyze)."""
-        return await self._queued("detect", self.detect_batch, frame, _check_key(stream_key))
+        key = _check_key(stream_key)
+        self._count_stream(key)
+        return await self._queued("detect", self.detect_batch, frame, key)
+
+    def _count_stream(self, key: str | None) -> None:
+        # Bounded like the detector's own per-stream state: keys beyond the cap go uncounted.
+        if key is None:
+            return
+        if key in self._stream_frames or len(self._stream_frames) < _MAX_COUNTED_STREAMS:
+            self._stream_frames[key] += 1
+            self._stream_seen[key] = time.monotonic()
+
+    def record_routing_stats(self) -> dict[str, Any]:
+        """What the stream-affinity router balances on (Serve collects it periodically): the
+        streams that sent a frame here in the last ``_ACTIVE_STREAM_S``."""
+        cutoff = time.monotonic() - _ACTIVE_STREAM_S
+        for key in [k for k, t in self._stream_seen.items() if t < cutoff]:
+            del self._stream_seen[key]
+        return {"active_streams": len(self._stream_seen)}
 
     async def _queued(self, method: str, batched: Any, frame: np.ndarray, key: str | None) -> FaceBatch:
         """Await the batched call while counting the frames waiting or running in this replica."""
@@ -116,13 +144,38 @@ class FaceAnalysisService:
 
     def stats(self) -> dict[str, Any]:
         """Batch-size histogram and busy time of this replica (for tests and benchmarks)."""
+        timing = self.analyzer.precision_timing
         return {
             "pid": os.getpid(),
+            "replica": self._replica_id,
+            "node": _node_id(),
+            "precision": self.analyzer.placement.precision,
+            "precision_timing": timing.as_dict() if timing is not None else None,
+            "stream_frames": dict(self._stream_frames),
             "frames": self._frames,
             "busy_s": self._busy_s,
             "batch_sizes": dict(self._batch_sizes),
             "stream_detect": self.analyzer.stream_detector.stats.as_dict(),
         }
+
+
+_MAX_COUNTED_STREAMS = 4096
+#: a stream counts as active on a replica this long after its last frame there
+_ACTIVE_STREAM_S = 10.0
+
+
+def _replica_id() -> str:
+    """This replica's Serve id (what the router hashes on); the pid outside Serve."""
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except RayServeException:  # not inside a Serve replica (tests construct it directly)
+        return f"pid-{os.getpid()}"
+
+
+def _node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def _check_key(key: object) -> str | None:
@@ -142,6 +195,24 @@ def deployment(config: EmbeddingServiceConfig, name: str = "FaceAnalysis") -> An
             "max_replicas": config.max_replicas,
             "target_ongoing_requests": config.target_ongoing_requests,
         }
+    extra: dict[str, Any] = {}
+    if config.stream_affinity:
+        from ray.serve.config import RequestRouterConfig
+
+        from pipelines.face_router import StreamAffinityRouter
+
+        router: dict[str, Any] = {
+            # a class is accepted as well as an import path
+            "request_router_class": StreamAffinityRouter,
+            "request_router_kwargs": {
+                "load_factor": config.affinity_load_factor,
+                "min_queue": config.affinity_min_queue,
+                "rehome_s": config.affinity_rehome_s,
+            },
+            # how fresh the replicas' active-stream counts are that the router balances on
+            "request_routing_stats_period_s": 2.0,
+        }
+        extra["request_router_config"] = RequestRouterConfig(**router)
     return serve.deployment(
         FaceAnalysisService,
         name=name,
@@ -149,4 +220,5 @@ def deployment(config: EmbeddingServiceConfig, name: str = "FaceAnalysis") -> An
         autoscaling_config=autoscaling,
         max_ongoing_requests=config.max_ongoing_requests,
         ray_actor_options={"num_cpus": config.num_cpus, "num_gpus": config.num_gpus},
+        **extra,
     )
