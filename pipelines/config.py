@@ -374,7 +374,15 @@ class ProcessorSettings(_Model):
     tracking: TrackerConfig = Field(default_factory=TrackerConfig)
     sinks: tuple[SinkConfig, ...] = Field((), max_length=16, description="where match records go")
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
-    actor_num_cpus: float = Field(0.25, ge=0.0, le=16.0, description="CPUs reserved by the decode actor")
+    actor_num_cpus: float = Field(
+        0.1,
+        ge=0.0,
+        le=16.0,
+        description="CPUs the stream's actor reserves (a scheduling reservation, not a limit). "
+        "Set it to what the camera measurably costs: source fps / decode fps per core from "
+        "python -m bench.decode (640x360 30 fps H.264: 0.017; 1080p25 with B-frames at 5 fps "
+        "analysis: 0.16) plus tracking and search (small: per track, not per frame)",
+    )
     metrics_export_grace_s: float | None = Field(
         120.0,
         ge=10.0,
