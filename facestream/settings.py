@@ -24,9 +24,9 @@ from pydantic import Field
 
 from facestream.config import AnalyzerConfig, DeviceConfig, EmbedConfig, _Model
 from facestream.embedders import DEFAULT_MODEL, embedder_config
-from facestream.paths import StateHome, StatePaths, default_home
+from facestream.paths import StateHome, default_home
 
-__all__ = ["Settings", "StatePaths", "resolve_settings"]
+__all__ = ["Settings", "resolve_settings"]
 
 
 class Settings(_Model):
