@@ -59,6 +59,7 @@ def runtime_from(ctx: Context) -> RuntimeConfig:
 def cmd_stream(ctx: Context) -> None:
     from facestream.audit import Actor
     from facestream.operations import check_purpose, check_threshold
+    from pipelines.config import FileSource
     from pipelines.stream import run_fleet
     from pipelines.urls import check_source
 
@@ -71,10 +72,21 @@ def cmd_stream(ctx: Context) -> None:
     name = a.name or f"cli-{secrets.token_hex(4)}"
     runtime = runtime_from(ctx)
     settings = _processor_settings(a, name, runtime.resolved_events_path)
+    if isinstance(settings.source, FileSource):
+        # A file the operator names on their own command line is their choice to read: it is
+        # allowed for this run (the API keeps the media-directory rule for remote callers).
+        named = Path(settings.source.path).expanduser().resolve()
+        runtime = runtime.model_copy(update={"media_dirs": (*runtime.media_dirs, named)})
     check_source(settings.source, list(runtime.media_dirs))
-    final = run_fleet(runtime, [settings], actor=Actor.local_cli(), duration_s=a.duration_s, resume=False)[
-        name
-    ]
+    events_file = Path(a.events)
+    try:
+        final = run_fleet(
+            runtime, [settings], actor=Actor.local_cli(), duration_s=a.duration_s, resume=False
+        )[name]
+    finally:
+        # The events file exists after every run: empty when nothing matched.
+        events_file.parent.mkdir(parents=True, exist_ok=True)
+        events_file.touch(exist_ok=True)
     summary = {
         "Name": name,
         "Status": final.get("Status"),
@@ -127,9 +139,17 @@ def register(sub: Subcommands) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "stream", help="search one live stream or video file against a collection (local Ray)"
     )
-    p.add_argument("source", help="rtsp(s)://, http(s):// (HLS), tcp:// or udp:// (MPEG-TS), or a file path")
+    p.add_argument(
+        "source",
+        help="rtsp(s)://, http(s):// (HLS), tcp:// or udp:// (MPEG-TS), or a file path (a file named "
+        "here is read wherever it lies: the operator chose it)",
+    )
     p.add_argument("--collection", required=True, help="collection (watchlist) to search")
-    p.add_argument("--events", required=True, help="write match records here as JSON lines")
+    p.add_argument(
+        "--events",
+        required=True,
+        help="write match records here as JSON lines (exists after every run, empty without a match)",
+    )
     p.add_argument(
         "--purpose", required=True, help="why this stream is searched (case id or reason); audited"
     )

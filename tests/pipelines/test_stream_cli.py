@@ -47,15 +47,34 @@ def test_stream_refuses_sources_outside_the_allowlist(tmp_path: Path, source: st
     assert "not allowed" in err
 
 
-def test_stream_refuses_files_outside_media_dirs(tmp_path: Path) -> None:
+def test_stream_reads_a_file_the_operator_names_and_always_leaves_the_events_file(tmp_path: Path) -> None:
+    """A file named on the command line is the operator's choice: read although it lies outside
+    the media directories (the API keeps that rule for remote callers). With nothing to match,
+    the events file is still there, empty."""
     clip = face(CLIP)
-    _, err = run(
-        ["stream", str(clip), "--collection", "c", "--events", "e", "--purpose", "p"],
+    run(["collections", "create", "nobody-here", "--json"], tmp_path, status=0)
+    events = tmp_path / "out" / "events.jsonl"
+    lines, _ = run(
+        [
+            "stream",
+            str(clip),
+            "--collection",
+            "nobody-here",
+            "--events",
+            str(events),
+            "--purpose",
+            "case 2026-8",
+            "--fps",
+            "1",
+            "--json",
+        ],
         tmp_path,
-        status=2,
+        status=0,
         media=tmp_path,
     )
-    assert "outside the allowed media directories" in err
+    (summary,) = lines
+    assert summary["Status"] == "STOPPED" and summary["Events"] == 0, summary
+    assert events.is_file() and events.read_text() == ""
 
 
 def test_stream_credentials_never_echoed(tmp_path: Path) -> None:
