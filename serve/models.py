@@ -277,6 +277,22 @@ class QueryAuditLogRequest(_Req):
     MaxResults: int = Field(1000, ge=1, le=10_000)
 
 
+class ResolveAuditSubjectRequest(_Req):
+    """Who a pseudonym in the audit log stands for (``Pseudonym``), or which pseudonym entries use
+    for a person (``ExternalImageId`` or ``UserId``). Auditors only; audited; erased people
+    resolve to nothing."""
+
+    Pseudonym: str | None = Field(None, pattern=r"^psn_[0-9a-f]{32}$")
+    ExternalImageId: ExternalImageIdT | None = None
+    UserId: UserIdT | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ResolveAuditSubjectRequest:
+        if sum(v is not None for v in (self.Pseudonym, self.ExternalImageId, self.UserId)) != 1:
+            raise ValueError("give exactly one of Pseudonym, ExternalImageId and UserId")
+        return self
+
+
 class ErasePersonRequest(_Req):
     """Erase one person: every vector, thumbnail, match event, spooled record, JSON-lines
     record, evidence frame and review candidate (native API only; admin)."""

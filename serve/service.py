@@ -498,6 +498,36 @@ def _query_audit(s: ApiService, r: m.QueryAuditLogRequest, p: Principal, _: str 
     return {"Entries": entries}
 
 
+def _resolve_subject(
+    s: ApiService, r: m.ResolveAuditSubjectRequest, p: Principal, _: str | None
+) -> dict[str, Any]:
+    from facestream.errors import ResourceNotFound
+
+    if r.Pseudonym is not None:
+        found = s.audit.subjects.resolve(r.Pseudonym)
+        psn: str | None = r.Pseudonym
+        kind, value = found if found is not None else (None, None)
+    else:
+        kind, value = ("external_image_id", r.ExternalImageId) if r.ExternalImageId else ("user_id", r.UserId)
+        psn = s.audit.pseudonym(kind, value or "")
+        found = (kind, value or "") if psn is not None else None
+    # The lookup is itself on the record; the entry names the pseudonym, never the person.
+    s.audit.append(
+        actor=p.actor,
+        operation="ResolveAuditSubject",
+        inputs={"pseudonym": r.Pseudonym} if r.Pseudonym else {"kind": kind},
+        results={"pseudonym": psn, "found": found is not None},
+    )
+    if found is None:
+        raise ResourceNotFound(
+            "no live subject: never named in the audit log, or erased (its secret is shredded)"
+        )
+    return {
+        "Pseudonym": psn,
+        "ExternalImageId" if kind == "external_image_id" else "UserId": value,
+    }
+
+
 def _erase_person(
     s: ApiService, r: m.ErasePersonRequest, p: Principal, purpose: str | None
 ) -> dict[str, Any]:
@@ -539,6 +569,14 @@ OPERATIONS: list[Operation] = [
     Operation("ListAccessKeys", m.ListAccessKeysRequest, ADMIN, _list_keys, rekognition=False),
     Operation("RevokeAccessKey", m.RevokeAccessKeyRequest, ADMIN, _revoke_key, rekognition=False),
     Operation("QueryAuditLog", m.QueryAuditLogRequest, AUDIT, _query_audit, rekognition=False),
+    Operation(
+        "ResolveAuditSubject",
+        m.ResolveAuditSubjectRequest,
+        AUDIT,
+        _resolve_subject,
+        summary="Resolve an audit pseudonym to its live subject, or a subject to its pseudonym",
+        rekognition=False,
+    ),
     Operation(
         "ErasePerson",
         m.ErasePersonRequest,

@@ -1,4 +1,4 @@
-"""``facestream audit verify|list``: read and check the audit trail."""
+"""``facestream audit verify|list|resolve``: read and check the audit trail; resolve pseudonyms."""
 
 from __future__ import annotations
 
@@ -22,6 +22,28 @@ def cmd_audit(ctx: Context) -> None:
         ctx.emit(obj, human)
         if not res.ok:
             raise AuditIntegrityError(f"audit chain broken at entry {res.first_bad_seq}: {res.reason}")
+    elif a.action == "resolve":
+        from facestream.audit import Actor
+        from facestream.errors import ResourceNotFound
+
+        if a.pseudonym:
+            found = audit.subjects.resolve(a.pseudonym)
+            psn: str | None = a.pseudonym
+        else:
+            kind, value = ("external_image_id", a.external_id) if a.external_id else ("user_id", a.user_id)
+            psn = audit.pseudonym(kind, value)
+            found = (kind, value) if psn is not None else None
+        audit.append(
+            actor=Actor.local_cli(),
+            operation="ResolveAuditSubject",
+            inputs={"pseudonym": a.pseudonym} if a.pseudonym else {},
+            results={"pseudonym": psn, "found": found is not None},
+        )
+        if found is None:
+            raise ResourceNotFound(
+                "no live subject: never named in the audit log, or erased (secret shredded)"
+            )
+        ctx.emit({"Pseudonym": psn, "Kind": found[0], "Value": found[1]}, f"{psn} = {found[0]} {found[1]}")
     elif a.action == "list":
         rows = audit.query(
             operation=a.operation,
@@ -37,9 +59,20 @@ def cmd_audit(ctx: Context) -> None:
 
 
 def register(sub: Subcommands) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("audit", help="verify | list the audit trail")
+    p: argparse.ArgumentParser = sub.add_parser("audit", help="verify | list | resolve the audit trail")
     asub = p.add_subparsers(dest="action", required=True)
     q = asub.add_parser("verify", help="recompute the hash chain; non-zero exit names the first bad entry")
+    add_common_flags(q, store=False, model=False)
+    q.set_defaults(fn=cmd_audit)
+    q = asub.add_parser(
+        "resolve",
+        help="who an entry's pseudonym (psn_...) stands for, or a person's pseudonym (needs the "
+        "subject secrets file beside the log; erased people resolve to nothing)",
+    )
+    who = q.add_mutually_exclusive_group(required=True)
+    who.add_argument("pseudonym", nargs="?", help="a psn_... value from an audit entry")
+    who.add_argument("--external-id", help="the pseudonym of this ExternalImageId")
+    who.add_argument("--user-id", help="the pseudonym of this UserId")
     add_common_flags(q, store=False, model=False)
     q.set_defaults(fn=cmd_audit)
     q = asub.add_parser("list", help="entries, oldest first, with filters")

@@ -48,6 +48,7 @@ EXPECTED: dict[str, set[str] | str] = {
     "ListAccessKeys": {"admin"},
     "RevokeAccessKey": {"admin"},
     "QueryAuditLog": {"auditor"},
+    "ResolveAuditSubject": {"auditor"},
     # stream processors and their events
     "CreateStreamProcessor": {"admin"},
     "StartStreamProcessor": {"admin"},
