@@ -125,11 +125,11 @@ def _dlib_pyramid_down(img: np.ndarray) -> np.ndarray:
     oh, ow = (h - 3) // 2, (w - 3) // 2
     if oh <= 0 or ow <= 0:
         return np.zeros((max(oh, 0), max(ow, 0), 3), np.uint8)
-    src = img.astype(np.int64)
-    horiz = np.zeros((h, ow, 3), np.int64)
+    src = img.astype(np.int32)  # sums stay below 255 * 256
+    horiz = np.zeros((h, ow, 3), np.int32)
     for k, t in enumerate(_PYR_TAPS):
         horiz += t * src[:, k : k + 2 * ow : 2]
-    both = np.zeros((oh, ow, 3), np.int64)
+    both = np.zeros((oh, ow, 3), np.int32)
     for k, t in enumerate(_PYR_TAPS):
         both += t * horiz[k : k + 2 * oh : 2]
     return (both >> 8).astype(np.uint8)
@@ -150,18 +150,17 @@ def _bilinear_dlib(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """dlib ``interpolate_bilinear`` at float positions: a sample whose 2x2 neighbourhood is not
     wholly inside the image is 0; values truncated to uint8 (dlib's rgb assignment)."""
     h, w = img.shape[:2]
-    left = np.floor(x).astype(np.int64)
-    top = np.floor(y).astype(np.int64)
+    left = np.floor(x)
+    top = np.floor(y)
     ok = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
-    lx = np.where(ok, left, 0)
-    ty = np.where(ok, top, 0)
+    i00 = np.where(ok, top * w + left, 0).astype(np.intp)
+    flat = img.reshape(-1, img.shape[2])
+    tl, tr = flat[i00].astype(np.float64), flat[i00 + ok].astype(np.float64)
+    bl, br = flat[i00 + w * ok].astype(np.float64), flat[i00 + (w + 1) * ok].astype(np.float64)
     fx = (x - left)[..., None]
     fy = (y - top)[..., None]
-    src = img.astype(np.float64)
-    tl, tr = src[ty, lx], src[ty, np.minimum(lx + 1, w - 1)]
-    bl, br = src[np.minimum(ty + 1, h - 1), lx], src[np.minimum(ty + 1, h - 1), np.minimum(lx + 1, w - 1)]
     val = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
-    out = np.clip(val, 0, 255).astype(np.uint8)  # truncation, as dlib assigns double -> unsigned char
+    out = val.astype(np.uint8)  # truncation, as dlib assigns double -> unsigned char (0 <= val <= 255)
     out[~ok] = 0
     return out
 
