@@ -186,7 +186,7 @@ class StreamWorker:
         self._matches.open(self._model, bool(info.require_confirmation), outputs)
         outputs.start_delivery()
         results = threading.Thread(
-            target=self._results_loop, name=f"results-{self.settings.name}", daemon=True
+            target=self._results_loop, args=(outputs,), name=f"results-{self.settings.name}", daemon=True
         )
         results.start()
         decoder = Decoder(
@@ -232,10 +232,8 @@ class StreamWorker:
 
     # --- results ----------------------------------------------------------------------------
 
-    def _results_loop(self) -> None:
+    def _results_loop(self, outputs: Outputs) -> None:
         counters = self.stats_.counters
-        outputs = self._outputs
-        assert outputs is not None
         while True:
             item = self._queue.take()
             if isinstance(item, Ended):

@@ -111,7 +111,8 @@ class MatchDecider:
     ) -> None:
         s = self.settings
         outputs = self._outputs
-        assert outputs is not None, "MatchDecider.open was not called"
+        if outputs is None:
+            raise RuntimeError("MatchDecider.on_frame before open(): a run has no outputs yet")
         disposition = self._dispose(outputs, event, rgb, batch, keep)
         # Audited before the event can leave: who, why, what was found, what became of it; no image.
         self.audit.append(
