@@ -63,7 +63,7 @@ class RequestGuards:
                 # ... and whether that role may call the operation: 403 before any 400, so a
                 # caller learns nothing about an operation it may not use, not even its schema.
                 op = service.operation(path[4:].removesuffix("/upload")) if path != "/openapi.json" else None
-                if op is not None and principal.role not in op.roles:
+                if op is not None and not principal.roles & op.roles:
                     await run_in_threadpool(service.authorize, principal, op)
             except FacestreamError as exc:
                 return native_error(exc)

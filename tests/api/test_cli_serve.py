@@ -39,7 +39,8 @@ def test_keys_cli_and_serve_command(tmp_path: Path) -> None:
     made = _cli(["keys", "create", "--role", "viewer", "--json"], env)
     assert made.returncode == 0, made.stderr
     key = json.loads(made.stdout)
-    assert set(key) == {"AccessKeyId", "SecretAccessKey", "Role"} and key["Role"] == "viewer"
+    assert set(key) == {"AccessKeyId", "SecretAccessKey", "Role", "Roles", "Purpose", "ExpiresAtMs"}
+    assert key["Role"] == "viewer" and key["Roles"] == ["viewer"]
     listed = _cli(["keys", "list", "--json"], env)
     assert key["SecretAccessKey"] not in listed.stdout and key["AccessKeyId"] in listed.stdout
     bad = _cli(["keys", "create", "--role", "root", "--json"], env)

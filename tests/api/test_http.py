@@ -80,6 +80,8 @@ def test_search_json_and_multipart_and_audit(api: Api, collection: str) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["FaceMatches"][0]["Face"]["ExternalImageId"] == "obama"
+    # The native API names the model beside Rekognition's numeric version (the wire does not).
+    assert r.json()["FaceModelVersion"] == "1.0" and r.json()["FacestreamFaceModel"] == "dlib-resnet"
 
     headers = {**api.keys["searcher"].bearer, "X-Facestream-Purpose": PURPOSE + " multipart"}
     with face(OBAMA3).open("rb") as f:
@@ -105,7 +107,11 @@ def test_search_json_and_multipart_and_audit(api: Api, collection: str) -> None:
 
     entries = api.post("QueryAuditLog", {"Operation": "SearchFacesByImage"}, role="auditor").json()["Entries"]
     mine = [e for e in entries if e["purpose"] == PURPOSE + " multipart"]
-    assert mine and mine[-1]["actor"] == {"key_id": api.keys["searcher"].key_id, "role": "searcher"}
+    assert mine and mine[-1]["actor"] == {
+        "key_id": api.keys["searcher"].key_id,
+        "role": "searcher",
+        "roles": ["searcher"],
+    }
     assert mine[-1]["results"]["matches"]
 
 
@@ -270,7 +276,8 @@ def test_keys_over_http(api: Api) -> None:
     r = api.post("CreateAccessKey", {"Role": "viewer", "Description": "made over http"})
     assert r.status_code == 200
     new = r.json()
-    assert set(new) == {"AccessKeyId", "SecretAccessKey", "Role"} and new["Role"] == "viewer"
+    assert set(new) == {"AccessKeyId", "SecretAccessKey", "Role", "Roles", "Purpose", "ExpiresAtMs"}
+    assert new["Role"] == "viewer" and new["Roles"] == ["viewer"]
     h = {"Authorization": f"Bearer {new['AccessKeyId']}:{new['SecretAccessKey']}"}
     assert requests.post(f"{api.url}/v1/ListCollections", json={}, headers=h, timeout=30).status_code == 200
     listed = api.post("ListAccessKeys", {}).json()["AccessKeys"]
