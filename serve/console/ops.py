@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facestream.audit import AuditLog
 from facestream.errors import AuditIntegrityError, InvalidParameter
 from facestream.fairness import error_report_paths
-from serve.keys import Role
+from serve.keys import Role, sorted_roles
 from serve.models import CollectionIdT, FaceIdT
 from serve.service import ALL_ROLES, AUDIT, ApiService, Operation, Principal
 
@@ -82,7 +82,8 @@ class GetFaceThumbnailsRequest(_Req):
 
 
 def _identity(s: ApiService, r: GetCallerIdentityRequest, p: Principal, _: str | None) -> dict[str, Any]:
-    return {"AccessKeyId": p.access_key_id, "Role": p.role.value}
+    roles = [r.value for r in sorted_roles(p.roles)]
+    return {"AccessKeyId": p.access_key_id, "Role": roles[0], "Roles": roles}
 
 
 def _last_entry(audit: AuditLog) -> dict[str, Any] | None:

@@ -38,7 +38,7 @@ def test_console_is_served_by_the_app_without_a_key(capi: ConsoleApi) -> None:
 def test_caller_identity_for_every_role(capi: ConsoleApi) -> None:
     for role, key in capi.keys.items():
         r = _post(capi, "GetCallerIdentity", {}, key)
-        assert r.status_code == 200 and r.json() == {"AccessKeyId": key.key_id, "Role": role}
+        assert r.status_code == 200 and r.json() == {"AccessKeyId": key.key_id, "Role": role, "Roles": [role]}
     wrong = Key(capi.keys["viewer"].key_id, "x" * 40)
     assert _post(capi, "GetCallerIdentity", {}, wrong).status_code == 401
 

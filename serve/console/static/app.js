@@ -76,7 +76,7 @@ function currentPage() {
 
 async function render() {
   if (!identity) return;
-  const name = currentPage() || HOME[identity.Role] || "streams";
+  const name = currentPage() || HOME[identity.Role] || "streams";  // Role: the key's first role
   if (!currentPage()) {
     history.replaceState(null, "", `#${name}`);
   }
@@ -93,7 +93,9 @@ async function render() {
   page.dataset.page = name;
   document.title = `${title} — facestream console`;
   const ctx = {
-    role: identity.Role,
+    // A key may hold several roles; pages test ctx.has(role), messages show ctx.role.
+    role: (identity.Roles || [identity.Role]).join("+"),
+    has: (r) => (identity.Roles || [identity.Role]).includes(r),
     keyId: identity.AccessKeyId,
     announce,
     authFailed: (err) => {
@@ -118,7 +120,7 @@ async function signedIn(who) {
   $("login").hidden = true;
   $("nav").hidden = false;
   $("who").hidden = false;
-  $("who-text").textContent = `Signed in: ${who.AccessKeyId} (${who.Role})`;
+  $("who-text").textContent = `Signed in: ${who.AccessKeyId} (${(who.Roles || [who.Role]).join(", ")})`;
   await render();
 }
 

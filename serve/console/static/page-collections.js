@@ -29,8 +29,8 @@ async function thumbnails(collection, faceIds) {
 }
 
 export async function render(page, ctx) {
-  const canIndex = ctx.role === "indexer";
-  const canErase = ctx.role === "admin";
+  const canIndex = ctx.has("indexer");
+  const canErase = ctx.has("admin");
   const alert = h("p", {class: "error", role: "alert"});
   const picker = h("select", {id: "collection-select"});
   const facts = h("div", {id: "collection-facts"});
@@ -280,7 +280,7 @@ export async function render(page, ctx) {
         call("ListUsers", {CollectionId: collection, MaxResults: 500}).catch(() => ({Users: []})),
       ]);
       let thumbs = new Map();
-      if (THUMB_ROLES.has(ctx.role) && listed.faces.length) {
+      if ([...THUMB_ROLES].some((r) => ctx.has(r)) && listed.faces.length) {
         try {
           thumbs = await thumbnails(collection, listed.faces.map((f) => f.FaceId));
         } catch (err) {

@@ -35,7 +35,7 @@ function figure(b64, alt, caption) {
 }
 
 export async function render(page, ctx) {
-  const canDecide = ctx.role === "reviewer";
+  const canDecide = ctx.has("reviewer");
   const alert = h("p", {class: "error", role: "alert"});
   const statusSelect = h(
     "select",
