@@ -349,6 +349,14 @@ def _video_ref(path: str) -> dict[str, Any]:
     return {"path": path, "head_sha256": head}
 
 
+def _succeeded(path: Path, video: str) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("video") == video and data.get("JobStatus") == "SUCCEEDED"
+
+
 def result_filename(n: int, video: str) -> str:
     stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(video).stem)[:80]
     return f"{n:05d}-{stem}.json"
@@ -430,11 +438,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpus_per_actor=args.cpus_per_actor,
             )
             order = {v: i for i, v in enumerate(videos)}
+            # A rerun (a restarted job) does not redo videos already answered SUCCEEDED.
+            done = [v for v in videos if _succeeded(args.out / result_filename(order[v], v), v)]
+            if done:
+                log.info("%s of %s videos already searched in %s: skipped", len(done), len(videos), args.out)
+            todo = [v for v in videos if v not in set(done)]
             with failures_path.open("a", encoding="utf-8") as failures:
 
                 def write(result: dict[str, Any]) -> None:
                     v = str(result["video"])
-                    (args.out / result_filename(order.get(v, 0), v)).write_text(json.dumps(result) + "\n")
+                    path = args.out / result_filename(order.get(v, 0), v)
+                    tmp = path.with_suffix(".part")
+                    tmp.write_text(json.dumps(result) + "\n", encoding="utf-8")
+                    tmp.replace(path)  # a result file is whole or absent
                     if result["JobStatus"] == "FAILED":
                         failures.write(
                             json.dumps({"video": v, "error": result.get("StatusMessage"), "ts": time.time()})
@@ -442,14 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                         failures.flush()
 
-                stats = job.run(videos, write)
+                stats = job.run(todo, write)
         finally:
             if started:
                 ray.shutdown()
     except FacestreamError as exc:
         sys.stderr.write(f"error: {exc.message}\n")
         return 2 if exc.http_status < 500 else 1
-    summary = {**stats, "out": str(args.out), "failures_path": str(failures_path)}
+    summary = {**stats, "skipped": len(done), "out": str(args.out), "failures_path": str(failures_path)}
     log.info("done: %s", summary)
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0

@@ -3,10 +3,11 @@
 **Stitching.** A person on screen across a cut is tracked twice, once per segment. At each
 cut, the tracks of the earlier segment still seen within ``max_gap_s`` before it are linked
 to tracks of the later segment first seen within ``max_gap_s`` after it by the tracker's own
-rules (:class:`pipelines.config.TrackerConfig`, calibrated Similarity of
+thresholds (:class:`pipelines.config.TrackerConfig`, calibrated Similarity of
 :mod:`facestream.similarity`): the face must be within reach of the earlier box in the elapsed
-time, and either overlap it without being clearly someone else (Similarity >= 50) or look like
-the same person (Similarity >= 80) anywhere within reach. Best pairs first, one to one;
+time and look like the same person (Similarity >= ``same_person_similarity``, 80); box overlap
+only ranks candidates (a cut at a key frame is often a scene cut, where someone else stands
+in the same spot). Best pairs first, one to one;
 linked tracks form one person (union-find across every cut).
 
 **Search.** Each person is searched with the faces its tracks chose (never every frame);
@@ -65,9 +66,11 @@ def link_score(
         return None
     cos = float(np.dot(np.asarray(a_end["emb"], np.float32), np.asarray(b_first["emb"], np.float32)))
     sim = float(cosine_to_similarity(model, cos))
-    iou = _box_iou(a, b)
-    if (iou >= cfg.iou_min and sim >= cfg.different_person_similarity) or sim >= cfg.same_person_similarity:
-        return iou + sim / 100.0
+    # Unlike frame-to-frame tracking, overlap alone never links here: a key frame is often a
+    # scene cut, where someone else stands in the same spot (and a wrong link would report
+    # their frames under the first person's match).
+    if sim >= cfg.same_person_similarity:
+        return _box_iou(a, b) + sim / 100.0
     return None
 
 

@@ -196,3 +196,52 @@ def test_ray_data_job_finds_lin_manuel_once_per_appearance_across_cuts(
         assert audit.verify().ok
     finally:
         ray.kill(actor)
+
+
+@pytest.mark.slow
+def test_job_entry_point_writes_results_and_failures_and_a_rerun_skips_finished_videos(
+    tmp_path: Path, ray_local: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m pipelines.video_search`` at 2 fps in ~4 s segments (cuts at 2.85 and 7.89 s)."""
+    import json
+    import shutil
+
+    import ray
+
+    from pipelines.store_actor import RemoteFaceStore
+    from pipelines.video_search import main
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(face(CLIP), videos / "a.mp4")
+    (videos / "b.mp4").write_bytes(os.urandom(20000))
+    home, out = tmp_path / "home", tmp_path / "out"
+    store = RemoteFaceStore(str(home / "milvus.db"))
+    try:
+        _enrol(store.actor, "lin", ["lin-manuel-miranda.png"])
+        argv = [
+            "--collection", "lin", "--source", str(videos), "--purpose", "case 17", "--out", str(out),
+            "--home", str(home), "--device", "cpu", "--fps", "2", "--segment-s", "4",
+        ]  # fmt: skip
+        assert main(["--collection", "lin", "--source", str(videos), "--out", str(out)]) == 2  # no purpose
+        assert main(argv) == 0
+        summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert (summary["videos"], summary["failed"], summary["skipped"]) == (2, 1, 0)
+        good = json.loads((out / "00000-a.json").read_text())
+        assert good["JobStatus"] == "SUCCEEDED" and good["Persons"]
+        # cut at 7.89 s (a scene cut: someone else where he stood) must not continue his person
+        stamps = [p["Timestamp"] for p in good["Persons"]]
+        assert all(_in_windows(t) for t in stamps), stamps
+        persons = {p["Person"]["Index"] for p in good["Persons"]}
+        bad = json.loads((out / "00001-b.json").read_text())
+        assert bad["JobStatus"] == "FAILED" and "cannot open video" in bad["StatusMessage"]
+        (failure,) = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+        assert failure["video"].endswith("b.mp4") and "cannot open video" in failure["error"]
+
+        assert main(argv) == 0  # a restarted job: the finished video is not searched again
+        summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert (summary["videos"], summary["skipped"], summary["segments"]) == (1, 1, 0)
+        audit = AuditLog(home / "audit.jsonl")
+        assert len(audit.query(operation="VideoFaceMatch")) == len(persons)  # one per match
+    finally:
+        ray.kill(store.actor)
