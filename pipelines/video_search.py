@@ -39,7 +39,9 @@ import numpy as np
 from facestream.audit import Actor, AuditLog
 from facestream.config import AnalyzerConfig, DeviceConfig
 from facestream.errors import FacestreamError, InvalidParameter
+from facestream.operations_common import face_json
 from facestream.paths import default_home
+from facestream.rekognition import wire_image_id
 from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 from facestream.store import CollectionInfo, FaceRecord
 from facestream.types import SearchHit
@@ -322,20 +324,12 @@ def _person_faces(
 
 
 def _face_json(face_id: str, rec: FaceRecord | None, ext: str | None, image_id: str) -> dict[str, Any]:
-    if rec is None:  # deleted between the search and now: what the search returned
-        out: dict[str, Any] = {"FaceId": face_id, "ImageId": image_id}
-        if ext is not None:
-            out["ExternalImageId"] = ext
-        return out
-    left, top, width, height = rec.bounding_box
-    out = {
-        "FaceId": rec.face_id,
-        "BoundingBox": {"Width": width, "Height": height, "Left": left, "Top": top},
-        "ImageId": rec.image_id,
-        "Confidence": round(rec.confidence, 5),
-    }
-    if rec.external_image_id is not None:
-        out["ExternalImageId"] = rec.external_image_id
+    """Rekognition's ``Face`` of a match (``ImageId`` as a UUID, as every answer shows it)."""
+    if rec is not None:
+        return face_json(rec)
+    out: dict[str, Any] = {"FaceId": face_id, "ImageId": wire_image_id(image_id)}  # deleted meanwhile
+    if ext is not None:
+        out["ExternalImageId"] = ext
     return out
 
 
