@@ -483,7 +483,7 @@ def test_missing_lite_store_reads_as_empty_and_is_created_only_by_a_write(tmp_pa
             lambda: s.search("watch", unit(rng, 1), model=MODEL, max_faces=1, min_similarity=0),
             lambda: s.delete_collection("watch"),
         ):
-            with pytest.raises(CollectionNotFound, match=r"'watch' does not exist: there is no face store at "):
+            with pytest.raises(CollectionNotFound, match=r"'watch' does not exist: there is no face store "):
                 read()
         assert not home.exists()
         s.create_collection("watch", model=MODEL, dim=DIM)
