@@ -25,18 +25,20 @@ nodes, 1 CPU each, all on 127.0.0.1) unless ``--local`` (one local Ray).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import logging
-import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import faces_dir, parser, print_ratios, print_table, setup_logging, write_result
+from bench.common import REPO, faces_dir, parser, print_ratios, print_table, setup_logging, write_result
 
 log = logging.getLogger("bench.scale")
 
@@ -304,11 +306,35 @@ def scale_point(
     }
 
 
+def _user_args() -> list[str]:
+    """This command's arguments without the internal ``--address``."""
+    argv = sys.argv[1:]
+    if "--address" in argv:
+        i = argv.index("--address")
+        argv = argv[:i] + argv[i + 2 :]
+    return argv
+
+
+def _run_on_loopback_cluster() -> int:
+    """Start the loopback 3-node cluster, run this benchmark's driver on it in a process with the
+    cluster's environment, stop the cluster by the PIDs it started. Returns the driver's status."""
+    from tests.local_cluster import LocalRayCluster
+
+    cluster = LocalRayCluster(head_cpus=1, worker_cpus=(1, 1)).start()
+    try:
+        env = {**cluster.env, "PYTHONPATH": str(REPO)}
+        cmd = [sys.executable, "-m", "bench.scale", *_user_args(), "--address", cluster.address]
+        return subprocess.run(cmd, env=env, cwd=REPO, check=False).returncode
+    finally:
+        cluster.stop()
+
+
 def main() -> None:
     ap = parser(__doc__.splitlines()[0])
     ap.add_argument(
         "--local", action="store_true", help="one local Ray instead of the loopback 3-node cluster"
     )
+    ap.add_argument("--address", default=None, help=argparse.SUPPRESS)  # internal: the cluster's driver
     ap.add_argument("--why-local", default=None, help="recorded in the result: why --local was used")
     ap.add_argument("--streams", type=int, default=6)
     ap.add_argument("--frames", type=int, default=40, help="measured frames per stream per point")
@@ -323,18 +349,17 @@ def main() -> None:
     import ray
     from ray import serve
 
-    cluster: Any = None
     if args.local:
         from facestream.localray import init_local_ray
 
         init_local_ray(num_cpus=3)
         where = "local Ray (one node, 3 logical CPUs)"
+    elif args.address is None:
+        raise SystemExit(_run_on_loopback_cluster())
     else:
-        from tests.local_cluster import LocalRayCluster
-
-        cluster = LocalRayCluster(head_cpus=1, worker_cpus=(1, 1)).start()
-        os.environ.update(cluster.env)
-        ray.init(address=cluster.address, configure_logging=False, log_to_driver=False)
+        # A driver started by _run_on_loopback_cluster with the cluster's environment (token
+        # auth, loopback) from its first line: Ray reads both when it is imported.
+        ray.init(address=args.address, configure_logging=False, log_to_driver=False)
         where = "loopback cluster: head + 2 worker nodes, 1 CPU each, 127.0.0.1"
     try:
         from ray.serve.config import ProxyLocation
@@ -352,8 +377,6 @@ def main() -> None:
             serve.shutdown()
         finally:
             ray.shutdown()
-            if cluster is not None:
-                cluster.stop()
 
     print_table(
         f"{streams} streams x {frames} frames of the 640x360 clip at {FPS:g} fps ({where})",
@@ -429,6 +452,7 @@ def main() -> None:
             "clip_frames": len(clip),
         },
         quick=args.quick,
+        command=" ".join(["python -m bench.scale", *_user_args()]),
     )
     log.info("wrote %s", out)
 
