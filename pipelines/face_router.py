@@ -9,7 +9,8 @@ when autoscaling adds replicas. This router sends every frame of a stream to one
 * **Rendezvous (highest-random-weight) hashing** of the stream key over the replica ids: each
   router, in every stream actor and API replica, computes the same home from the same replica
   set without talking to the others. When a replica is added or removed only the streams whose
-  highest weight moves change home: ~1/N of them. A moved stream starts with a full detection
+  highest weight moves change home: ~1/N of them (with the two choices below, at most the
+  streams whose two choices include that replica, ~2/N). A moved stream starts with a full detection
   (state older than ``state_ttl_s`` is dropped by the detector; no hand-off needed).
 * **Two choices**: a stream's home is the one of its first two replicas in hash order that
   reports fewer active streams (``record_routing_stats`` of the deployment: streams seen in the
