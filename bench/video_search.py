@@ -206,6 +206,11 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--actors", type=int, default=2)
     p.add_argument("--segment-s", type=float, default=10.0)
+    p.add_argument(
+        "--naive-threads",
+        default="default,1",
+        help="torch threads of the naive loop runs, comma separated ('default': torch's own)",
+    )
     args = p.parse_args()
     setup_logging()
     files, copies = (1, 3) if args.quick else (2, 4)
@@ -216,7 +221,8 @@ def main() -> None:
         log.info("%s videos, %.0f s of video", len(videos), video_s)
         # Two naive baselines (torch's default 2 threads, and 1 thread: spinning threads suffer
         # most on a loaded machine); the faster one is the baseline of the ratios.
-        naives = [naive_loop(videos, str(tmp / f"naive{t}.db"), t) for t in (None, 1)]
+        threads = [None if t == "default" else int(t) for t in args.naive_threads.split(",")]
+        naives = [naive_loop(videos, str(tmp / f"naive{t}.db"), t) for t in threads]
         log.info("naive: %s", naives)
         naive = min(naives, key=lambda r: r["wall_s"])
         import ray
