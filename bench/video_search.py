@@ -253,11 +253,14 @@ def main() -> None:
         return video_s / r["wall_s"]  # hours of video per hour of wall time
 
     rows = [
-        [
-            "naive loop (one process: decode all, MTCNN + embed + search per frame)",
-            naive["wall_s"],
-            rate(naive),
-            1.0,
+        *[
+            [
+                f"naive loop, {n['torch_threads']} torch thread(s) (decode all, MTCNN + embed + search)",
+                n["wall_s"],
+                rate(n),
+                rate(n) / rate(naive),
+            ]
+            for n in naives
         ],
         [
             f"Ray Data job, {args.actors} actors, fast detector",
