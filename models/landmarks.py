@@ -5,7 +5,7 @@ shape_predictor.h``): an ensemble-of-regression-trees cascade (Kazemi & Sullivan
 a face box. dlib is not needed at run time; it is only the tests' reference.
 
 Format of the ``.dat`` (dlib's ``serialize(shape_predictor)``), read with the serialization
-primitives of :mod:`models.embedders.dlib_dat`:
+primitives of :mod:`models.dlib_dat`:
 
 - ``int`` version (must be 1);
 - ``initial_shape``: ``matrix<float,0,1>``, the mean shape in box-normalised coordinates
@@ -42,7 +42,7 @@ import numpy as np
 from facestream.atomic import replacing
 from facestream.errors import ModelUnavailable
 from facestream.types import ALL_LANDMARK_TYPES
-from models.embedders.dlib_dat import _Reader, load_converted
+from models.dlib_dat import _Reader, load_converted
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1), ported to torch.
 
-The weights come from dlib's own .dat (see :mod:`models.embedders.dlib_dat`); dlib itself is not
+The weights come from dlib's own .dat (see :mod:`models.dlib_dat`); dlib itself is not
 needed at run time. The network reproduces dlib's semantics exactly:
 
 - input: ``(pixel - avg) / 256`` per channel, avg = (122.782, 117.001, 104.298) RGB (read
@@ -32,8 +32,7 @@ from torch import nn
 from facestream.embedders import DlibResNetConfig, EmbedderModelConfig
 from facestream.errors import InvalidParameter, ModelUnavailable
 from models.device import Placement
-from models.embedders.base import ChipSpec, Embedder, own_config
-from models.embedders.dlib_dat import (
+from models.dlib_dat import (
     DLIB_AVG_RGB,
     EMBEDDING_DIM,
     RESNET_BLOCKS,
@@ -42,6 +41,7 @@ from models.embedders.dlib_dat import (
     expected_shapes,
     load_dlib_resnet_weights,
 )
+from models.embedders.base import ChipSpec, Embedder, own_config
 from models.landmarks import dlib_chip_template
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class DlibResNet(nn.Module):
 
     @classmethod
     def from_dlib_tensors(cls, tensors: Mapping[str, torch.Tensor]) -> DlibResNet:
-        """Build from the tensors of :func:`~models.embedders.dlib_dat.parse_dlib_resnet_dat`.
+        """Build from the tensors of :func:`~models.dlib_dat.parse_dlib_resnet_dat`.
 
         Each ``affine`` is folded into its conv: ``W' = W * gamma``, ``b' = b * gamma + beta``
         (computed in float64, stored float32).
@@ -156,7 +156,7 @@ class DlibResNetEmbedder(Embedder):
     under autocast where the device type supports it, else InvalidParameter), or a
     :class:`~models.device.Placement` instead of both. ``weights_path``: the .dat (default: the
     copy in face_recognition_models); ``cache_dir``: see
-    :func:`~models.embedders.dlib_dat.load_dlib_resnet_weights`. ``channels_last`` (default: on
+    :func:`~models.dlib_dat.load_dlib_resnet_weights`. ``channels_last`` (default: on
     for CPU, where it measured 15-30% faster) sets that memory format on the model and inputs.
     """
 

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from facestream.errors import InvalidParameter, ModelUnavailable
+from models import dlib_dat
 from models.device import Placement
-from models.embedders import dlib_dat
-from models.embedders.dlib_dat import (
+from models.dlib_dat import (
     default_dat_path,
     expected_shapes,
     load_dlib_resnet_weights,

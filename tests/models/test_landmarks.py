@@ -352,7 +352,7 @@ def test_parse_reports_the_shipped_models_layout(predictor: ShapePredictor5) -> 
 def test_cache_hit(tmp_path: Path, predictor: ShapePredictor5) -> None:
     src = tmp_path / "cache"
     # seed the cache from the already-parsed model instead of parsing the .dat again
-    from models.embedders.dlib_dat import sha256_file
+    from models.dlib_dat import sha256_file
     from models.landmarks import _cache_path, _write_cache
 
     sha = sha256_file(default_shape_predictor_path())
@@ -367,7 +367,7 @@ def test_cache_hit(tmp_path: Path, predictor: ShapePredictor5) -> None:
 def test_cache_dir_follows_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, predictor: ShapePredictor5
 ) -> None:
-    from models.embedders.dlib_dat import sha256_file
+    from models.dlib_dat import sha256_file
     from models.landmarks import _cache_path, _write_cache
 
     monkeypatch.setenv("FACESTREAM_CACHE_DIR", str(tmp_path))
@@ -383,7 +383,7 @@ def test_cache_dir_follows_env(
 def test_corrupt_cache_is_rebuilt(
     tmp_path: Path, damage: str, predictor: ShapePredictor5, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from models.embedders.dlib_dat import sha256_file
+    from models.dlib_dat import sha256_file
     from models.landmarks import _cache_path
 
     cpath = _cache_path(tmp_path, sha256_file(default_shape_predictor_path()))
