@@ -29,6 +29,7 @@ from pipelines.store_actor import call
 from pipelines.telemetry import inc, observe
 from pipelines.tracker import FaceTracker, FrameInfo, MatchUpdate
 from pipelines.worker_outputs import Outputs
+from pipelines.worker_part import TrackPart
 from pipelines.worker_stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 _POLICY_REFRESH_S = 5.0
 
 
-class MatchDecider:
+class MatchDecider(TrackPart):
     """Turns the tracker's searches into audited events and files each one (see module doc)."""
 
     def __init__(
@@ -48,13 +49,7 @@ class MatchDecider:
         audit: AuditLog,
         actor: Actor,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.tracker = tracker
-        self.stats = stats
-        self.audit = audit
-        self.actor = actor
-        self.extra = {"stream_id": settings.name}
+        super().__init__(settings, store, tracker, stats, audit, actor)
         #: confirmations a match currently needs (the review policy, refreshed every few seconds)
         self.required = 0
         self._required_at = 0.0

@@ -22,6 +22,7 @@ from facestream.store.records import FaceRecord
 from pipelines.config import ProcessorSettings
 from pipelines.store_actor import call
 from pipelines.tracker import FaceTracker, Track
+from pipelines.worker_part import TrackPart
 from pipelines.worker_stats import WorkerStats
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def unknown_record(processor: str, track: Track) -> FaceRecord:
     )
 
 
-class UnknownFaceKeeper:
+class UnknownFaceKeeper(TrackPart):
     """Upserts the tracks that ended unmatched into the unknown-face collection (audited)."""
 
     def __init__(
@@ -56,13 +57,7 @@ class UnknownFaceKeeper:
         audit: AuditLog,
         actor: Actor,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.tracker = tracker
-        self.stats = stats
-        self.audit = audit
-        self.actor = actor
-        self.extra = {"stream_id": settings.name}
+        super().__init__(settings, store, tracker, stats, audit, actor)
         self._model = ""
         # Held across store outages and retried each tick; their face ids are stable, so a
         # retry upserts rather than duplicates.
