@@ -47,6 +47,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from ray.serve._private.common import RequestMetadata
 from ray.serve.request_router import PendingRequest, RequestRouter, RunningReplica
 
 #: methods whose ``stream_key`` keyword names the video stream of the frame
@@ -121,6 +122,31 @@ class StreamAffinityRouter(RequestRouter):
         self.min_queue = int(kwargs.get("min_queue", self.min_queue))
         self.rehome_s = float(kwargs.get("rehome_s", self.rehome_s))
         self.settle_s = float(kwargs.get("settle_s", self.rehome_s / 5))
+
+    def _fulfill_next_pending_request(
+        self, replica: RunningReplica, request_metadata: RequestMetadata | None = None
+    ) -> None:
+        """Give ``replica`` to the request it was chosen for: the pending request whose metadata
+        *is* ``request_metadata`` (the routing task passes its own request's object).
+
+        Serve's base class finds that request by ``internal_request_id``, but every handle call
+        made while serving one HTTP request inherits that request's id: CompareFaces' two
+        ``analyze`` calls from the API replica share one id, the base index keeps only one of
+        them, and the other's routing task looped forever (the request hung until the client
+        timeout). Serve's default router escapes this through its FIFO mixin, which would hand
+        a stream's home replica to whichever request is oldest; matching by identity keeps each
+        frame on the replica chosen for it.
+        """
+        if request_metadata is not None:
+            for pr in self._pending_requests_to_fulfill:
+                if pr.metadata is request_metadata and not pr.future.done():
+                    self._cancel_routing_task_for_pending_request(pr)
+                    self._record_queue_wait_time(pr)
+                    pr.future.set_result(replica)
+                    if self._pending_requests_by_id.get(request_metadata.internal_request_id) is pr:
+                        self._remove_pending_request_from_indices(pr)
+                    return
+        super()._fulfill_next_pending_request(replica, request_metadata)
 
     def _sticky(self) -> OrderedDict[str, tuple[str, frozenset[str], float]]:
         # key -> (replica id, replica set it was chosen in, monotonic time to reconsider). Created on
