@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from facestream.rekognition import face_detail
+from facestream.rekognition import face_detail, wire_image_id
 from facestream.types import FaceBatch
 
 #: a match event in its wire form (what :func:`to_rekognition` returns, or read back from disk)
@@ -135,7 +135,7 @@ def to_rekognition(event: MatchEvent) -> MatchRecord:
     """The event as Rekognition Video stream-processor output (plus EventId, Revision, TrackId,
     Track): the one place its JSON is made."""
     m = event.match
-    face: dict[str, Any] = {"FaceId": m.face_id, "ImageId": m.image_id}
+    face: dict[str, Any] = {"FaceId": m.face_id, "ImageId": wire_image_id(m.image_id)}
     if m.external_image_id is not None:
         face["ExternalImageId"] = m.external_image_id
     detected = {} if event.detected_face is None else face_detail(event.detected_face.as_batch(), 0)

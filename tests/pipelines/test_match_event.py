@@ -22,7 +22,7 @@ from facestream.match_event import (
     index_fields,
     to_rekognition,
 )
-from facestream.rekognition import face_detail
+from facestream.rekognition import face_detail, wire_image_id
 from facestream.types import FaceBatch, SearchHit
 from pipelines.config import TrackerConfig
 from pipelines.events import event_id, match_event, match_record
@@ -56,7 +56,7 @@ def _reference(
     """The pre-typing record builder (pipelines/events.py before MatchEvent), verbatim but for
     the detected face, which the tracker then kept as ``face_detail(batch, i)``."""
     ident = up.identity
-    face: dict[str, Any] = {"FaceId": ident.face_id, "ImageId": ident.image_id}
+    face: dict[str, Any] = {"FaceId": ident.face_id, "ImageId": wire_image_id(ident.image_id)}
     if ident.external_image_id is not None:
         face["ExternalImageId"] = ident.external_image_id
     sims = ident.similarities
