@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import random
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from facestream.audit import Actor
 from facestream.errors import InvalidParameter
+from facestream.rekognition import wire_image_id
 from facestream.types import FaceBatch, SearchHit
 from pipelines.config import (
     DeliveryConfig,
@@ -262,8 +264,16 @@ def test_match_record_shape() -> None:
     (resp,) = rec["FaceSearchResponse"]
     assert set(resp["DetectedFace"]) >= {"BoundingBox", "Confidence", "Landmarks", "Pose", "Quality"}
     assert resp["MatchedFaces"] == [
-        {"Similarity": 91.0, "Face": {"FaceId": "f-1", "ImageId": "a" * 64, "ExternalImageId": "bob"}}
+        {
+            "Similarity": 91.0,
+            "Face": {"FaceId": "f-1", "ImageId": wire_image_id("a" * 64), "ExternalImageId": "bob"},
+        }
     ]
+    # Rekognition's ImageId shape (a UUID), not the stored sha256
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        resp["MatchedFaces"][0]["Face"]["ImageId"],
+    )
     assert rec["TrackId"] == reqs[0].track_id and rec["Revision"] == 1
     assert rec["EventId"] == match_record("cam-1", "RUNNING", up)["EventId"]  # stable
 
