@@ -30,6 +30,7 @@ import numpy as np
 from facestream.audit import Actor, AuditLog
 from facestream.config import AnalyzerConfig, DeviceConfig
 from facestream.errors import FacestreamError, InvalidParameter
+from pipelines.jobargs import add_job_args, setup_job_logging
 
 log = logging.getLogger(__name__)
 
@@ -296,27 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--collection", required=True)
     ap.add_argument("--source", required=True, type=Path, help="directory of photos or manifest file")
-    ap.add_argument(
-        "--home",
-        type=Path,
-        default=None,
-        help="state directory (store, audit); default: FACESTREAM_HOME, else $XDG_DATA_HOME/facestream",
-    )
-    ap.add_argument("--store-uri", default=None, help="Milvus URI; default: <home>/milvus.db")
+    add_job_args(ap)
     ap.add_argument("--failures", type=Path, default=None, help="JSONL of failed images; default <home>/...")
     ap.add_argument("--create", action="store_true", help="create the collection if it does not exist")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--actors", type=int, default=1, help="analyser actors in the pool")
-    ap.add_argument("--cpus-per-actor", type=float, default=1.0)
-    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    ap.add_argument("--ray-address", default=None)
-    ap.add_argument("-v", "--verbose", action="count", default=0)
     args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_job_logging(args.verbose)
     if not 1 <= args.batch_size <= 256 or not 1 <= args.actors <= 64:
         sys.stderr.write("error: --batch-size must be 1-256 and --actors 1-64\n")
         return 2

@@ -46,6 +46,7 @@ from facestream.similarity import DEFAULT_MATCH_THRESHOLD
 from facestream.store import CollectionInfo, FaceRecord
 from facestream.types import SearchHit
 from facestream.video_results import face_match, get_face_detection, get_face_search, person_match
+from pipelines.jobargs import add_job_args, setup_job_logging
 from pipelines.video_segments import Segment, VideoInfo, list_videos, plan_segments, probe
 from pipelines.video_stitch import Person, judge, stitch
 from pipelines.video_tracks import SegmentAnalyzer, VideoAnalysisConfig, analyse_segment, analyzer_config
@@ -372,28 +373,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=5.0)
     ap.add_argument("--segment-s", type=float, default=30.0)
     ap.add_argument("--detector", choices=["fast", "mtcnn"], default="fast")
-    ap.add_argument(
-        "--home",
-        type=Path,
-        default=None,
-        help="state directory (store, audit); default: FACESTREAM_HOME, else $XDG_DATA_HOME/facestream",
-    )
-    ap.add_argument("--store-uri", default=None, help="Milvus URI; default: <home>/milvus.db")
+    add_job_args(ap)
     ap.add_argument(
         "--failures", type=Path, default=None, help="JSONL of failed videos; default <out>/failures.jsonl"
     )
-    ap.add_argument("--actors", type=int, default=1, help="analyser actors in the pool")
-    ap.add_argument("--cpus-per-actor", type=float, default=1.0)
     ap.add_argument("--torch-threads", type=int, default=None)
-    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    ap.add_argument("--ray-address", default=None)
-    ap.add_argument("-v", "--verbose", action="count", default=0)
     args = ap.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_job_logging(args.verbose)
     import ray
 
     from pipelines.runtime import ensure_ray
